@@ -1,0 +1,68 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters that turn node settings into knarr.toml and payloads into node settings."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import (
+    SpecError, build_config, normalize_spec, parse_payload, render_toml)
+
+
+def knarr_toml(specs, allocations):
+    """Render knarr.toml for node settings and their allocated addresses.
+
+    ``specs``: one node's settings (a dict) or a list of them; ``allocations``: the address (a string)
+    for a single node, or the ``nodes`` list returned by fenrir.fleet.fleet_node.
+    Returns the TOML text for one node; for a list, each node's settings with its rendered ``knarr_toml``
+    added (the form fenrir.fleet.knarr_container takes).
+    """
+    try:
+        if isinstance(specs, dict):
+            if not isinstance(allocations, str):
+                raise AnsibleFilterError("knarr_toml: for one node, pass its address")
+            return render_toml(build_config(normalize_spec(specs), allocations))
+        ips = {n["label"]: n["ip"] for n in allocations}
+        out = []
+        for raw in specs:
+            spec = normalize_spec({k: v for k, v in raw.items() if k != "node_db_b64"})
+            if not ips.get(spec["label"]):
+                raise AnsibleFilterError("knarr_toml: node %r has no allocated address" % spec["label"])
+            rendered = {k: v for k, v in raw.items() if k != "node_db_b64"}
+            rendered["knarr_toml"] = render_toml(build_config(spec, ips[spec["label"]]))
+            out.append(rendered)
+        return out
+    except SpecError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
+def knarr_config(spec, ip):
+    """knarr.toml as data (a dict) for one node's settings and address."""
+    try:
+        return build_config(normalize_spec(spec), ip)
+    except SpecError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
+def knarr_payload(payload_json, dry_run=None):
+    """Parse and check a prepare-payload payload; returns node settings (label, location, node_db_b64, ...)."""
+    try:
+        return parse_payload(payload_json, dry_run)
+    except SpecError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
+def knarr_node_spec(spec):
+    """Validate node settings; returns them with defaults filled in (fails naming the node and field)."""
+    try:
+        out = normalize_spec({k: v for k, v in spec.items() if k != "node_db_b64"})
+    except SpecError as exc:
+        raise AnsibleFilterError(str(exc))
+    return out
+
+
+class FilterModule:
+    def filters(self):
+        return dict(knarr_toml=knarr_toml, knarr_config=knarr_config, knarr_payload=knarr_payload,
+                    knarr_node_spec=knarr_node_spec)

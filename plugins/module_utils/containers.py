@@ -1,0 +1,425 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Reconcile many knarr node containers at once over the Docker API.
+
+For each node: inspect the container; plan (create, recreate when a container-level setting
+differs, put the files whose content differs, start or restart); act; wait until the node answers
+its echo skill.  Nodes are independent, so they are reconciled on a thread pool: the cost of a
+fleet is close to what the engine itself needs.  A node that fails after this run touched it has
+its container removed, so a failure never leaves a half-made node behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import posixpath
+import tarfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
+from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import APIError, NotFound
+from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import spec_digest
+from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_probe import ProbeError, wait_until_alive
+
+LABEL_PREFIX = "fenrir.fleet."
+ROLE_LABEL = LABEL_PREFIX + "role"
+ROLE_VALUE = "knarr-node"
+NODE_DB_PATH = "/opt/knarr/node.db"
+
+
+class NodeWork:
+    """One node's desired state and, after reconcile(), what happened to it."""
+
+    def __init__(self, spec, ip, files, seed, registry_path):
+        self.spec = spec
+        self.label = spec["label"]
+        self.name = spec["server_id"]
+        self.ip = ip
+        self.files = dict(files)  # path -> (bytes, mode)
+        self.seed = seed
+        self.node_id = ident.node_id_from_seed(seed)
+        self.labels = {
+            ROLE_LABEL: ROLE_VALUE,
+            LABEL_PREFIX + "label": self.label,
+            LABEL_PREFIX + "server_id": self.name,
+            LABEL_PREFIX + "registry": registry_path,
+            LABEL_PREFIX + "spec": spec_digest(spec),
+        }
+        if spec.get("location"):
+            self.labels[LABEL_PREFIX + "location"] = spec["location"]
+        self.actions = []
+        self.failed = False
+        self.reason = None
+        self.container_id = None
+        self.state = None
+        self.status = None
+        self.before = None
+        self.after = None
+        self.boot_seconds = None
+
+    @property
+    def changed(self):
+        return bool(self.actions)
+
+    def result(self, check_mode=False):
+        contract = dict(status="error" if self.failed else ("dry_run" if check_mode else "ok"),
+                        ip=self.ip, server_id=self.name, provider="docker")
+        return dict(label=self.label, server_id=self.name, ip=self.ip, node_id=self.node_id, result=contract,
+                    container_id=self.container_id, actions=list(self.actions), changed=self.changed,
+                    failed=self.failed, reason=self.reason, state=self.state,
+                    boot_seconds=round(self.boot_seconds, 3) if self.boot_seconds is not None else None)
+
+
+# --------------------------------------------------------------------------- file helpers
+
+def make_tar(files):
+    """An in-memory tar of ``{absolute path: (bytes, mode)}``, rooted at '/', with parent dirs."""
+    buf = io.BytesIO()
+    dirs = set()
+    for path in files:
+        parent = posixpath.dirname(path)
+        while parent not in ("/", ""):
+            dirs.add(parent)
+            parent = posixpath.dirname(parent)
+    now = int(time.time())
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for d in sorted(dirs):
+            info = tarfile.TarInfo(d.lstrip("/"))
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            info.mtime = now
+            tar.addfile(info)
+        for path, (data, mode) in sorted(files.items()):
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size = len(data)
+            info.mode = mode
+            info.mtime = now
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def read_file(api, container, path):
+    """(bytes, mode) of one regular file in a container, or None when it is absent."""
+    try:
+        stream, _stat = api.get_archive(container, path)
+    except NotFound:
+        return None
+    data = b"".join(stream)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                return tar.extractfile(member).read(), member.mode & 0o7777
+    return None
+
+
+def identity_of(data):
+    """The seed inside a node.db image, or None when it holds no valid identity."""
+    if data is None:
+        return None
+    try:
+        return ident.read_seed(data)
+    except ident.IdentityError:
+        return None
+
+
+# --------------------------------------------------------------------------- comparing
+
+def container_view(info, network):
+    """The settings of an inspected container this module manages, as a plain dict."""
+    if info is None:
+        return None
+    host = info.get("HostConfig") or {}
+    net = ((info.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
+    ipam = net.get("IPAMConfig") or {}
+    return dict(
+        name=info["Name"].lstrip("/"),
+        image=info["Config"].get("Image"),
+        image_id=info.get("Image"),
+        network=network if net else sorted(((info.get("NetworkSettings") or {}).get("Networks") or {}).keys()),
+        ip=ipam.get("IPv4Address") or net.get("IPAddress") or None,
+        memory=host.get("Memory"),
+        pids_limit=host.get("PidsLimit"),
+        restart_policy=(host.get("RestartPolicy") or {}).get("Name"),
+        ports_published=bool(host.get("PortBindings")),
+        labels={k: v for k, v in (info["Config"].get("Labels") or {}).items() if k.startswith(LABEL_PREFIX)},
+        state=(info.get("State") or {}).get("Status"),
+    )
+
+
+def desired_view(work, image_id):
+    spec = work.spec
+    return dict(name=work.name, image=spec["image"], image_id=image_id, network=spec["network"], ip=work.ip,
+                memory=spec["memory_bytes"], pids_limit=spec["pids_limit"], restart_policy=spec["restart_policy"],
+                ports_published=False, labels=work.labels, state="running")
+
+
+def recreate_reasons(current, desired):
+    reasons = []
+    for key in ("image_id", "network", "ip", "memory", "pids_limit", "restart_policy", "ports_published"):
+        if current[key] != desired[key]:
+            reasons.append("%s %s -> %s" % (key, current[key], desired[key]))
+    for key, value in desired["labels"].items():
+        if current["labels"].get(key) != value:
+            reasons.append("label %s" % key)
+    return reasons
+
+
+def file_view(path, content):
+    """How a file appears in diffs: text as text, node.db only as the identity it holds."""
+    if content is None:
+        return None
+    data, mode = content
+    if path.endswith(".db"):
+        seed = identity_of(data)
+        return "<knarr identity node_id=%s mode=%04o>" % (ident.node_id_from_seed(seed) if seed else "none", mode)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "<%d bytes, sha256 %s>" % (len(data), hashlib.sha256(data).hexdigest())
+
+
+def same_file(path, current, desired):
+    if current is None:
+        return False
+    if current[1] != desired[1]:
+        return False
+    if path.endswith(".db"):
+        seed = identity_of(current[0])
+        return seed is not None and hmac.compare_digest(seed, identity_of(desired[0]))
+    return current[0] == desired[0]
+
+
+# --------------------------------------------------------------------------- the engine
+
+class Reconciler:
+    def __init__(self, client, check_mode=False, parallelism=8, boot_timeout=60.0, wait=True):
+        self.client = client
+        self.api = client.api
+        self.check_mode = check_mode
+        self.parallelism = max(1, int(parallelism))
+        self.boot_timeout = boot_timeout
+        self.wait = wait
+        self._image_ids = {}
+        self._lock = threading.Lock()
+
+    # -- preflight, before anything changes
+    def image_id(self, image):
+        with self._lock:
+            if image not in self._image_ids:
+                try:
+                    self._image_ids[image] = self.api.inspect_image(image)["Id"]
+                except NotFound:
+                    self._image_ids[image] = None
+            return self._image_ids[image]
+
+    def preflight(self, works, networks_planned=()):
+        """Problems that stop the whole run before any change: (label, field, message) tuples."""
+        problems = []
+        for work in works:
+            if self.image_id(work.spec["image"]) is None:
+                problems.append((work.label, "image", "image %s is not present on the Docker engine; build it "
+                                 "(scripts/ensure-node-image) -- nothing is ever pulled" % work.spec["image"]))
+        for net in sorted({w.spec["network"] for w in works}):
+            if net in networks_planned:
+                continue
+            try:
+                self.api.inspect_network(net)
+            except NotFound:
+                labels = [w.label for w in works if w.spec["network"] == net]
+                problems.append((labels[0], "network", "Docker network %s does not exist; create it with the "
+                                 "fleet_network role first" % net))
+        return problems
+
+    def run(self, works):
+        if len(works) <= 1 or self.parallelism == 1:
+            for work in works:
+                self._one(work)
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.parallelism, len(works))) as pool:
+                list(pool.map(self._one, works))
+        return works
+
+    # -- one node
+    def _inspect(self, name):
+        try:
+            return self.api.inspect_container(name)
+        except NotFound:
+            return None
+
+    def _one(self, work):
+        try:
+            self._reconcile(work)
+        except (APIError, ProbeError, OSError, ident.IdentityError) as exc:
+            work.failed = True
+            work.reason = work.reason or _reason(exc)
+        except Exception as exc:  # never let one node's surprise take the others down
+            work.failed = True
+            work.reason = "unexpected %s: %s" % (type(exc).__name__, exc)
+        if work.failed and not self.check_mode and work.actions:
+            self._remove_failed(work)
+
+    def _remove_failed(self, work):
+        try:
+            self.api.remove_container(work.name, force=True)
+            work.actions.append("remove failed container")
+        except NotFound:
+            pass
+        except APIError as exc:
+            work.reason += "; removing its container failed too: %s" % _reason(exc)
+        work.container_id = None
+        work.state = None
+
+    def _reconcile(self, work):
+        spec = work.spec
+        desired_files = dict(work.files)
+        desired_files[NODE_DB_PATH] = (ident.build_node_db(work.seed), 0o600)
+        image_id = self.image_id(spec["image"])
+        desired = desired_view(work, image_id)
+        info = self._inspect(work.name)
+        current = container_view(info, spec["network"])
+        if current is not None and current["labels"].get(LABEL_PREFIX + "label") not in (None, work.label):
+            raise ProbeError("container %s belongs to node %r; refusing to touch it"
+                             % (work.name, current["labels"][LABEL_PREFIX + "label"]))
+
+        reasons = recreate_reasons(current, desired) if current is not None else []
+        fresh = current is None or bool(reasons)
+        if fresh:
+            current_files = {p: None for p in desired_files}
+        else:
+            current_files = {p: read_file(self.api, work.name, p) for p in desired_files}
+        to_put = {p: c for p, c in desired_files.items() if not same_file(p, current_files[p], c)}
+
+        work.before = dict(container=_public_view(current),
+                           files={p: file_view(p, current_files[p]) for p in sorted(desired_files)})
+        work.after = dict(container=_public_view(desired),
+                          files={p: file_view(p, desired_files[p]) for p in sorted(desired_files)})
+        running = current is not None and current["state"] == "running" and not fresh
+
+        if self.check_mode:
+            if current is None:
+                work.actions.append("create")
+            elif reasons:
+                work.actions.append("recreate (%s)" % "; ".join(reasons))
+            if to_put:
+                work.actions.append("put %s" % ", ".join(sorted(posixpath.basename(p) for p in to_put)))
+            if fresh or not running:
+                work.actions.append("start")
+            elif to_put:
+                work.actions.append("restart")
+            work.container_id = info["Id"] if info and not fresh else None
+            work.state = "running" if not work.actions else None
+            return
+
+        if current is not None and reasons:
+            self.api.remove_container(work.name, force=True)
+            work.actions.append("remove (%s)" % "; ".join(reasons))
+        if fresh:
+            work.container_id = self._create(work)
+            work.actions.append("create")
+        else:
+            work.container_id = info["Id"]
+        if to_put:
+            self.api.put_archive(work.name, "/", make_tar(to_put))
+            work.actions.append("put %s" % ", ".join(sorted(posixpath.basename(p) for p in to_put)))
+        if not running:
+            self.api.start(work.name)
+            work.actions.append("start")
+        elif to_put:
+            self.api.restart(work.name, timeout=5)
+            work.actions.append("restart")
+        work.state = "running"
+        if self.wait:
+            self._wait(work)
+
+    def _create(self, work):
+        spec = work.spec
+        host_config = self.api.create_host_config(
+            mem_limit=spec["memory_bytes"],
+            memswap_limit=spec["memory_bytes"],
+            pids_limit=spec["pids_limit"],
+            restart_policy={"Name": spec["restart_policy"]} if spec["restart_policy"] != "no" else None,
+            network_mode=spec["network"],
+        )
+        networking = self.api.create_networking_config({
+            spec["network"]: self.api.create_endpoint_config(ipv4_address=work.ip),
+        })
+        created = self.api.create_container(
+            image=spec["image"], name=work.name, hostname=work.name, labels=work.labels,
+            host_config=host_config, networking_config=networking, detach=True,
+        )
+        return created["Id"]
+
+    def _wait(self, work):
+        def still_running():
+            try:
+                state = self.api.inspect_container(work.name)["State"]
+            except NotFound:
+                return "container %s disappeared" % work.name
+            if state.get("Status") in ("exited", "dead"):
+                logs = self.api.logs(work.name, tail=5).decode("utf-8", "replace").strip().replace("\n", " | ")
+                return "container %s exited with code %s (%s)" % (work.name, state.get("ExitCode"), logs or "no log")
+            return None
+
+        try:
+            status, waited = wait_until_alive(work.ip, work.spec["node_port"], work.node_id,
+                                              timeout=self.boot_timeout, still_running=still_running)
+        except ProbeError as exc:
+            work.failed = True
+            work.reason = "node %s (%s) is not alive: %s" % (work.label, work.name, exc)
+            raise
+        work.boot_seconds = waited
+        work.status = status
+
+
+def _public_view(view):
+    if view is None:
+        return None
+    return {k: v for k, v in view.items() if k not in ("image_id",)}
+
+
+def _reason(exc):
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc)
+
+
+def probe_works(works, parallelism=8, timeout=60.0):
+    """Wait-for-boot only: probe each node (no container changes).  Fills failed/reason/status."""
+    def one(work):
+        try:
+            status, waited = wait_until_alive(work.ip, work.spec["node_port"], work.node_id, timeout=timeout)
+            work.status, work.boot_seconds = status, waited
+        except (ProbeError, OSError) as exc:
+            work.failed, work.reason = True, "node %s is not alive: %s" % (work.label, exc)
+    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(works) or 1))) as pool:
+        list(pool.map(one, works))
+    return works
+
+
+def remove_containers(client, names, check_mode=False, parallelism=8):
+    """Remove containers by name; returns {name: 'removed'|'absent'|error string}."""
+    results = {}
+
+    def one(name):
+        try:
+            client.api.inspect_container(name)
+        except NotFound:
+            results[name] = "absent"
+            return
+        if check_mode:
+            results[name] = "removed"
+            return
+        try:
+            client.api.remove_container(name, force=True)
+            results[name] = "removed"
+        except NotFound:
+            results[name] = "absent"
+        except APIError as exc:
+            results[name] = "error: %s" % _reason(exc)
+    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(names) or 1))) as pool:
+        list(pool.map(one, names))
+    return results
+

@@ -1,0 +1,289 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the fenrir.fleet modules do, without Ansible: each function takes plain params and returns
+a result dict (changed, diff, ...) or raises FleetError with a message naming the node and field.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
+from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import SpecError, normalize_spec, validate_label
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Pool, Registry, RegistryError
+
+NODE_FIELDS = ("label", "ip", "location", "nonce", "server_id", "provider", "node_db_b64",
+               "status", "reason", "node_id", "container_id")
+
+
+class FleetError(Exception):
+    pass
+
+
+def _pool(params):
+    return Pool(params.get("subnet") or "172.21.0.0/24", params.get("gateway") or "172.21.0.1",
+                params.get("pool_start") or "172.21.0.10", params.get("pool_end") or "172.21.0.249")
+
+
+def _node_list(params):
+    if params.get("nodes") is not None:
+        nodes = [dict(n) for n in params["nodes"]]
+    elif params.get("labels") is not None:
+        nodes = [dict(label=label, status=params.get("status"), reason=params.get("reason"))
+                 for label in params["labels"]]
+    elif params.get("label") is not None:
+        nodes = [{k: params.get(k) for k in NODE_FIELDS}]
+    else:
+        raise FleetError("one of label, labels or nodes is required")
+    seen = set()
+    for n in nodes:
+        validate_label(n.get("label"))
+        if n["label"] in seen:
+            raise FleetError("node %r, field 'label': given twice" % n["label"])
+        seen.add(n["label"])
+    return nodes
+
+
+def _diff_view(record):
+    if record is None:
+        return None
+    return {k: record[k] for k in ("label", "server_id", "ip", "status", "location", "node_id", "container_id",
+                                   "nonce", "reason", "has_identity")}
+
+
+def registry_node(params, check_mode):
+    """The fleet_node module: reserve, update or destroy registry records (one label or many)."""
+    try:
+        pool = _pool(params)
+        nodes = _node_list(params)
+        state = params.get("state") or "present"
+        # Validate every seed before touching anything.
+        seeds = {}
+        for n in nodes:
+            if n.get("node_db_b64"):
+                seeds[n["label"]] = ident.seed_from_b64(n["node_db_b64"], n["label"])
+            if n.get("status") == "destroyed":
+                raise FleetError("node %r, field 'status': use state=absent to destroy a node" % n["label"])
+            if n.get("node_id") is not None and not (isinstance(n["node_id"], str) and len(n["node_id"]) == 64):
+                raise FleetError("node %r, field 'node_id': must be a 64-character hex node id" % n["label"])
+        results, before_all, after_all = [], {}, {}
+        changed = False
+        with Registry(params["db"], key_file=params.get("key_file"), check_mode=check_mode) as reg:
+            with reg.transaction():
+                for n in nodes:
+                    label = n["label"]
+                    if state == "absent":
+                        before, after, ch = reg.destroy(label, reason=n.get("reason"))
+                    else:
+                        before, after, ch = reg.ensure(n, pool)
+                        if params.get("identity", True) or label in seeds:
+                            _seed, id_changed = reg.ensure_identity(label, seeds.get(label), ident.new_seed)
+                            node_id = ident.node_id_from_seed(_seed)
+                            if (reg.get(label)["node_id"] != node_id) and n.get("node_id") in (None, node_id):
+                                n = dict(n, node_id=node_id)
+                            ch = ch or id_changed
+                        updates = {k: n[k] for k in ("status", "reason", "node_id", "container_id")
+                                   if n.get(k) is not None}
+                        if n.get("status") == "online":
+                            updates.setdefault("reason", None)
+                        if updates:
+                            if n.get("status") == "online" and reg.get(label)["status"] != "online":
+                                now = time.time()
+                                updates.update(last_seen=now, report_received_at=now)
+                            ch = reg.set_fields(label, **updates) or ch
+                        after = reg.get(label)
+                    changed = changed or ch
+                    if after is not None:
+                        results.append(after)
+                    if ch:
+                        before_all[label] = _diff_view(before)
+                        after_all[label] = _diff_view(after)
+        out = dict(changed=changed, nodes=results, pool=pool.as_dict(), db=os.path.abspath(params["db"]),
+                   diff=dict(before=before_all, after=after_all))
+        if params.get("label") is not None:
+            out["node"] = results[0] if results else None
+        return out
+    except (RegistryError, ident.IdentityError, SpecError) as exc:
+        raise FleetError(str(exc))
+
+
+def audit_verify(params):
+    try:
+        with Registry(params["db"], key_file=params.get("key_file"), check_mode=True) as reg:
+            return reg.verify()
+    except RegistryError as exc:
+        raise FleetError(str(exc))
+
+
+# --------------------------------------------------------------------------- containers
+
+def _works(reg, raw_nodes, check_mode, need_files=True):
+    from ansible_collections.fenrir.fleet.plugins.module_utils.containers import NodeWork
+    from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import ECHO_SOURCE, CONFIG_DIR
+    works = []
+    for raw in raw_nodes:
+        raw = dict(raw)
+        toml_text = raw.pop("knarr_toml", None)
+        spec = normalize_spec({k: v for k, v in raw.items() if k != "node_db_b64"})
+        label = spec["label"]
+        if need_files and (not isinstance(toml_text, str) or not toml_text.strip()):
+            raise FleetError("node %r, field 'knarr_toml': the rendered knarr.toml is required" % label)
+        record = reg.get(label)
+        if record is None or record["status"] == "destroyed" or not record["ip"]:
+            if not check_mode:
+                raise FleetError("node %r, field 'label': has no address in the registry %s; allocate it with "
+                                 "fenrir.fleet.fleet_node first" % (label, reg.path))
+            record = dict(record or {}, ip=spec.get("ip") or "0.0.0.0")
+        seed = reg.get_seed(label)
+        if seed is None:
+            if not check_mode:
+                raise FleetError("node %r, field 'identity': the registry holds no identity for it" % label)
+            seed = ident.new_seed()  # check mode only: a placeholder, nothing is written
+        files = {
+            CONFIG_DIR + "/knarr.toml": ((toml_text or "").encode("utf-8"), 0o644),
+            CONFIG_DIR + "/skills/echo.py": ((spec.get("echo_source") or ECHO_SOURCE).encode("utf-8"), 0o644),
+        }
+        works.append(NodeWork(spec, record["ip"], files, seed, reg.path))
+    return works
+
+
+def remove_node_containers(params, client, check_mode):
+    """knarr_container state=absent: remove the nodes' containers (the registry is left to fleet_node)."""
+    from ansible_collections.fenrir.fleet.plugins.module_utils.containers import remove_containers
+    names = {}
+    for raw in params["nodes"]:
+        label = validate_label(raw.get("label"))
+        names["fenrir-%s" % label] = label
+    outcome = remove_containers(client, sorted(names), check_mode, params.get("parallelism") or 8)
+    nodes = [dict(label=names[n], server_id=n, removed=r == "removed", error=r if r.startswith("error") else None,
+                  result=dict(status="error" if r.startswith("error") else ("dry_run" if check_mode else "ok"),
+                              ip=None, server_id=n, provider="docker"))
+             for n, r in sorted(outcome.items())]
+    failed = [n["label"] for n in nodes if n["error"]]
+    return dict(changed=any(n["removed"] for n in nodes), nodes=nodes, failed_nodes=failed,
+                diff=dict(before={n["label"]: "container %s" % n["server_id"] for n in nodes if n["removed"]},
+                          after={n["label"]: None for n in nodes if n["removed"]}),
+                msg="; ".join("%s: %s" % (n["label"], n["error"]) for n in nodes if n["error"]) or
+                "%d containers removed" % sum(n["removed"] for n in nodes))
+
+
+def reconcile_containers(params, client, check_mode):
+    """The knarr_container module: make every node's container match, start it, wait for its echo.
+
+    With state=probed nothing is changed: each node is only waited for (wait-for-boot)."""
+    from ansible_collections.fenrir.fleet.plugins.module_utils.containers import Reconciler, probe_works
+    if params.get("state") == "absent":
+        return remove_node_containers(params, client, check_mode)
+    try:
+        with Registry(params["registry"], key_file=params.get("key_file"), check_mode=check_mode) as reg:
+            works = _works(reg, params["nodes"], check_mode, need_files=params.get("state") != "probed")
+            seen = set()
+            for w in works:
+                if w.label in seen:
+                    raise FleetError("node %r, field 'label': given twice" % w.label)
+                seen.add(w.label)
+            if params.get("state") == "probed":
+                probe_works(works, params.get("parallelism") or 8, params.get("boot_timeout") or 60)
+                failed = [w for w in works if w.failed]
+                return dict(changed=False, nodes=[w.result() for w in works], failed_nodes=[w.label for w in failed],
+                            msg="; ".join(w.reason for w in failed) or "%d nodes answer" % len(works))
+            rec = Reconciler(client, check_mode=check_mode, parallelism=params.get("parallelism") or 8,
+                             boot_timeout=params.get("boot_timeout") or 60, wait=params.get("wait", True))
+            problems = rec.preflight(works) if not check_mode else [
+                p for p in rec.preflight(works) if p[1] != "network"]
+            if problems:
+                raise FleetError("; ".join("node %r, field %r: %s" % p for p in problems))
+            rec.run(works)
+            # Record what happened, for every node, in one registry transaction.
+            with reg.transaction():
+                for w in works:
+                    record = reg.get(w.label)
+                    if record is None:
+                        continue
+                    if w.failed:
+                        reg.fail(w.label, w.reason)
+                    else:
+                        changes = dict(container_id=w.container_id, node_id=w.node_id)
+                        # A node this run touched, or one not yet up, is running until register-fleet
+                        # marks it online; an untouched online node stays online.
+                        if w.changed or record["status"] in ("provisioning", "failed"):
+                            changes.update(status="running", reason=None)
+                        reg.set_fields(w.label, **changes)
+    except (RegistryError, SpecError, ident.IdentityError) as exc:
+        raise FleetError(str(exc))
+    results = [w.result(check_mode) for w in works]
+    changed = any(w.changed for w in works)
+    failed = [w for w in works if w.failed]
+    return dict(
+        changed=changed,
+        nodes=results,
+        failed_nodes=[w.label for w in failed],
+        diff=dict(before={w.label: w.before for w in works if w.changed or check_mode and w.actions},
+                  after={w.label: w.after for w in works if w.changed or check_mode and w.actions}),
+        msg=("%d of %d nodes failed: %s" % (len(failed), len(works), "; ".join(w.reason for w in failed))
+             if failed else "%d nodes reconciled" % len(works)),
+    )
+
+
+# --------------------------------------------------------------------------- one identity
+
+def node_identity(params, client, check_mode):
+    """The node_identity module: pick or make an identity, validate it, put it into a container."""
+    import base64
+    from ansible_collections.fenrir.fleet.plugins.module_utils.containers import make_tar, read_file, identity_of
+    label = params.get("label")
+    path = params.get("path") or "/opt/knarr/node.db"
+    container = params.get("container")
+    try:
+        seed = None
+        source = None
+        if params.get("node_db_b64"):
+            seed = ident.seed_from_b64(params["node_db_b64"], label)
+            source = "node_db_b64"
+        current = None
+        if container:
+            try:
+                current = read_file(client.api, container, path)
+            except Exception as exc:  # NotFound for the container itself, API errors
+                raise FleetError("container %r: cannot read %s: %s" % (container, path, getattr(exc, "explanation", exc)))
+        current_seed = identity_of(current[0]) if current else None
+        registry_changed = False
+        if params.get("registry"):
+            if not label:
+                raise FleetError("field 'label': required with registry")
+            with Registry(params["registry"], key_file=params.get("key_file"), check_mode=check_mode) as reg:
+                if reg.get(label) is None:
+                    raise FleetError("node %r, field 'label': is not in the registry %s" % (label, reg.path))
+                with reg.transaction():
+                    seed, registry_changed = reg.ensure_identity(label, seed, ident.new_seed)
+                source = source or "registry"
+        if seed is None and current_seed is not None:
+            seed, source = current_seed, "container"
+        if seed is None:
+            if not params.get("generate", True):
+                raise FleetError("field 'node_db_b64': no identity given, none in the registry or the container, "
+                                 "and generate is false")
+            seed, source = ident.new_seed(), "generated"
+        node_id = ident.node_id_from_seed(seed)
+        mode = int(params.get("mode") or "0600", 8)
+        changed = registry_changed
+        container_changed = False
+        if container:
+            same = current is not None and current_seed is not None and current[1] == mode and \
+                __import__("hmac").compare_digest(current_seed, seed)
+            if not same:
+                container_changed = changed = True
+                if not check_mode:
+                    client.api.put_archive(container, "/", make_tar({path: (ident.build_node_db(seed), mode)}))
+        result = dict(
+            changed=changed, node_id=node_id, source=source, container=container, path=path if container else None,
+            diff=dict(before=dict(node_id=ident.node_id_from_seed(current_seed) if current_seed else None,
+                                  present=current is not None),
+                      after=dict(node_id=node_id, present=True)) if container_changed else dict(before={}, after={}),
+        )
+        if params.get("return_content"):
+            result["node_db_b64"] = base64.b64encode(ident.build_node_db(seed)).decode("ascii")
+        return result
+    except (RegistryError, ident.IdentityError) as exc:
+        raise FleetError(str(exc))

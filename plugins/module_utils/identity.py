@@ -1,0 +1,114 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""knarr node identities: the node.db SQLite file holding one 32-byte Ed25519 seed.
+
+The node id is the lowercase hex SHA-256 of the Ed25519 verify (public) key derived
+from the seed.  Seeds are handled as bytes and never formatted into a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import sqlite3
+import tempfile
+
+SEED_SIZE = 32
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class IdentityError(Exception):
+    """A node.db or seed that is not a knarr identity.  ``field`` says which input."""
+
+    def __init__(self, message, label=None, field="node_db_b64"):
+        self.label = label
+        self.field = field
+        prefix = "node %r, field %r: " % (label, field) if label is not None else "field %r: " % field
+        super().__init__(prefix + message)
+
+
+def new_seed():
+    return os.urandom(SEED_SIZE)
+
+
+def node_id_from_seed(seed):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    public = Ed25519PrivateKey.from_private_bytes(bytes(seed)).public_key()
+    return hashlib.sha256(public.public_bytes(Encoding.Raw, PublicFormat.Raw)).hexdigest()
+
+
+def decode_b64(text, label=None, field="node_db_b64"):
+    if not isinstance(text, str) or not text.strip():
+        raise IdentityError("must be a non-empty base64 string", label, field)
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise IdentityError("is not valid base64", label, field)
+
+
+def build_node_db(seed):
+    """A fresh node.db (rollback journal, one file) holding only the identity row."""
+    if len(seed) != SEED_SIZE:
+        raise IdentityError("seed must be %d bytes, got %d" % (SEED_SIZE, len(seed)))
+    fd, path = tempfile.mkstemp(prefix="node-", suffix=".db")
+    os.close(fd)
+    try:
+        conn = sqlite3.connect(path)
+        try:
+            conn.execute("PRAGMA journal_mode = DELETE")
+            conn.execute("CREATE TABLE node_identity (key_bytes BLOB)")
+            conn.execute("INSERT INTO node_identity (key_bytes) VALUES (?)", (sqlite3.Binary(bytes(seed)),))
+            conn.commit()
+        finally:
+            conn.close()
+        with open(path, "rb") as fh:
+            return fh.read()
+    finally:
+        os.unlink(path)
+
+
+def read_seed(db_bytes, label=None, field="node_db_b64"):
+    """Validate a node.db image and return its seed; IdentityError says what is wrong."""
+    if not db_bytes:
+        raise IdentityError("node.db is empty", label, field)
+    if not db_bytes.startswith(SQLITE_MAGIC):
+        raise IdentityError("is not an SQLite database (no SQLite header)", label, field)
+    fd, path = tempfile.mkstemp(prefix="node-", suffix=".db")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(db_bytes)
+        try:
+            conn = sqlite3.connect("file:%s?mode=ro&immutable=1" % path, uri=True)
+        except sqlite3.Error as exc:
+            raise IdentityError("cannot be opened as SQLite: %s" % exc, label, field)
+        try:
+            try:
+                has_table = conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'node_identity'").fetchone()
+                if not has_table:
+                    raise IdentityError("node.db has no node_identity table", label, field)
+                rows = conn.execute("SELECT key_bytes FROM node_identity LIMIT 2").fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise IdentityError("node.db is not a readable SQLite database: %s" % exc, label, field)
+        finally:
+            conn.close()
+    finally:
+        os.unlink(path)
+    if not rows:
+        raise IdentityError("node.db holds no identity (node_identity is empty)", label, field)
+    if len(rows) > 1:
+        raise IdentityError("node.db holds more than one identity row", label, field)
+    key = rows[0][0]
+    if not isinstance(key, (bytes, bytearray)):
+        raise IdentityError("the identity key is not a BLOB", label, field)
+    if len(key) != SEED_SIZE:
+        raise IdentityError("the identity key is %d bytes; an Ed25519 seed is %d" % (len(key), SEED_SIZE),
+                            label, field)
+    return bytes(key)
+
+
+def seed_from_b64(text, label=None, field="node_db_b64"):
+    return read_seed(decode_b64(text, label, field), label, field)

@@ -1,0 +1,99 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet's bridge network: create it with a fixed subnet and gateway, refuse what would clash."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import APIError, NotFound
+
+
+class NetworkError(Exception):
+    pass
+
+
+def _subnets(net):
+    out = []
+    for cfg in ((net.get("IPAM") or {}).get("Config") or []):
+        if cfg.get("Subnet"):
+            try:
+                out.append((ipaddress.ip_network(cfg["Subnet"], strict=False), cfg.get("Gateway")))
+            except ValueError:
+                pass
+    return out
+
+
+def view(net):
+    if net is None:
+        return None
+    subnets = _subnets(net)
+    return dict(name=net["Name"], id=net["Id"], driver=net.get("Driver"),
+                subnet=str(subnets[0][0]) if subnets else None, gateway=subnets[0][1] if subnets else None,
+                containers=len(net.get("Containers") or {}))
+
+
+def ensure_network(api, params, check_mode):
+    name = params["name"]
+    state = params.get("state") or "present"
+    try:
+        subnet = ipaddress.IPv4Network(params["subnet"], strict=True)
+    except ValueError as exc:
+        raise NetworkError("network %s, field 'subnet': %s" % (name, exc))
+    gateway = params.get("gateway") or str(next(subnet.hosts()))
+    if ipaddress.IPv4Address(gateway) not in subnet:
+        raise NetworkError("network %s, field 'gateway': %s is outside subnet %s" % (name, gateway, subnet))
+    networks = api.networks()
+    existing = next((n for n in networks if n["Name"] == name), None)
+    if existing is not None and not (existing.get("IPAM") or {}).get("Config"):
+        existing = api.inspect_network(existing["Id"])  # older engines list without IPAM
+    before = view(existing)
+    if state == "absent":
+        if existing is None:
+            return dict(changed=False, network=None, diff=dict(before=None, after=None))
+        if existing.get("Containers") and not check_mode:
+            existing = api.inspect_network(existing["Id"])
+        if existing.get("Containers"):
+            raise NetworkError("network %s still has %d containers attached; decommission them first"
+                               % (name, len(existing["Containers"])))
+        if not check_mode:
+            try:
+                api.remove_network(existing["Id"])
+            except NotFound:
+                pass
+        return dict(changed=True, network=None, diff=dict(before=before, after=None))
+
+    wanted = dict(name=name, driver=params.get("driver") or "bridge", subnet=str(subnet), gateway=gateway)
+    if existing is not None:
+        problems = []
+        if before["driver"] != wanted["driver"]:
+            problems.append("driver is %s, not %s" % (before["driver"], wanted["driver"]))
+        if before["subnet"] != wanted["subnet"]:
+            problems.append("subnet is %s, not %s" % (before["subnet"], wanted["subnet"]))
+        elif before["gateway"] != wanted["gateway"]:
+            problems.append("gateway is %s, not %s" % (before["gateway"], wanted["gateway"]))
+        if problems:
+            raise NetworkError("network %s, field 'subnet': the existing Docker network of that name differs (%s); "
+                               "remove it (docker network rm %s) or configure the fleet to match"
+                               % (name, "; ".join(problems), name))
+        return dict(changed=False, network=before, diff=dict(before=before, after=before))
+
+    for other in networks:
+        nets = _subnets(other)
+        if not nets and other.get("Driver") in ("bridge", "macvlan", "ipvlan", "overlay"):
+            nets = _subnets(api.inspect_network(other["Id"]))
+        for other_subnet, _gw in nets:
+            if other_subnet.version == 4 and other_subnet.overlaps(subnet):
+                raise NetworkError("network %s, field 'subnet': %s overlaps %s of Docker network %s; choose another "
+                                   "subnet" % (name, subnet, other_subnet, other["Name"]))
+    if check_mode:
+        return dict(changed=True, network=dict(wanted, id=None, containers=0), diff=dict(before=None, after=wanted))
+    ipam = dict(Driver="default", Config=[dict(Subnet=str(subnet), Gateway=gateway)])
+    labels = dict(params.get("labels") or {})
+    labels.setdefault("fenrir.fleet.network", "true")
+    try:
+        created = api.create_network(name, driver=wanted["driver"], ipam=ipam, labels=labels, check_duplicate=True)
+    except APIError as exc:
+        raise NetworkError("network %s: Docker refused to create it: %s" % (name, exc.explanation or exc))
+    after = view(api.inspect_network(created["Id"]))
+    return dict(changed=True, network=after, diff=dict(before=None, after=after))

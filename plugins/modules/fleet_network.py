@@ -1,0 +1,102 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: fleet_network
+short_description: The fleet's Docker bridge network, with a fixed subnet and gateway
+version_added: 0.1.0
+description:
+  - Creates the bridge network the fleet's nodes get their fixed addresses on, when it is missing.
+  - An existing network of that name with another subnet, gateway or driver is an error that says so;
+    a subnet overlapping another Docker network is refused before anything is created.
+  - With O(state=absent), removes it when no container is attached.
+author:
+  - fenrir.fleet maintainers
+extends_documentation_fragment:
+  - fenrir.fleet.docker
+options:
+  name:
+    description: Network name.
+    type: str
+    default: fenrir-fleet
+  subnet:
+    description: IPv4 subnet in CIDR form.
+    type: str
+    default: 172.21.0.0/24
+  gateway:
+    description: Gateway address (the host side of the bridge). Default the subnet's first host address.
+    type: str
+    default: 172.21.0.1
+  driver:
+    description: Network driver.
+    type: str
+    default: bridge
+  labels:
+    description: Labels for a network this module creates.
+    type: dict
+  state:
+    description: Whether the network should exist.
+    type: str
+    choices: [present, absent]
+    default: present
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: The fleet network
+  fenrir.fleet.fleet_network:
+    name: fenrir-fleet
+    subnet: 172.21.0.0/24
+    gateway: 172.21.0.1
+"""
+
+RETURN = r"""
+network:
+  description: The network as it is (or would be) after the run.
+  returned: when O(state=present)
+  type: dict
+  sample: {name: fenrir-fleet, id: 5b0c..., driver: bridge, subnet: 172.21.0.0/24, gateway: 172.21.0.1, containers: 3}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
+    DockerException, docker_argument_spec, make_client, require_docker)
+from ansible_collections.fenrir.fleet.plugins.module_utils.network import NetworkError, ensure_network
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=docker_argument_spec(
+            name=dict(type="str", default="fenrir-fleet"),
+            subnet=dict(type="str", default="172.21.0.0/24"),
+            gateway=dict(type="str", default="172.21.0.1"),
+            driver=dict(type="str", default="bridge"),
+            labels=dict(type="dict"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+        ),
+        supports_check_mode=True,
+    )
+    require_docker(module)
+    try:
+        result = ensure_network(make_client(module.params).api, module.params, module.check_mode)
+    except (NetworkError, ValueError) as exc:
+        module.fail_json(msg=str(exc))
+    except DockerException as exc:
+        module.fail_json(msg="Docker engine error: %s" % exc)
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: fleet_node
+short_description: Reserve addresses and keep node records in the fleet registry (fleet.db)
+version_added: 0.1.0
+description:
+  - Keeps the fleet registry, an SQLite file (O(db)) created on first use.
+  - For a O(label) (or every entry of O(nodes)) with O(state=present), reserves an address from the pool in the
+    same transaction that picks it; the node keeps that address on every later run. A pinned O(ip) is honoured,
+    or refused with the reason (outside the subnet, the gateway, held by another node).
+  - Keeps each node's identity (an Ed25519 seed) encrypted in the registry with the key in O(key_file). A given
+    O(node_db_b64) is validated and stored; otherwise the stored one is kept, or a fresh one is made.
+  - Records C(server_id), C(provider), C(location), C(nonce), C(node_id), C(container_id), C(status) and timestamps.
+    O(state=absent) marks the node C(destroyed) and frees its address.
+  - Any number of processes may run this against one registry at once; they never share an address.
+    Every change is appended to a SHA-256 hash-chained audit trail in the same transaction.
+author:
+  - fenrir.fleet maintainers
+options:
+  db:
+    description: Path of the registry, C(fleet.db). Created (mode 0600) on first use; its directory must exist.
+    type: path
+    required: true
+  key_file:
+    description: File holding the registry's secret key (created 0600 on first use). Default C(fleet.key) beside O(db).
+    type: path
+  label:
+    description: The node's label. Its container is C(fenrir-<label>). Use O(nodes) for many nodes in one call.
+    type: str
+  nodes:
+    description: Many nodes in one transaction; each takes the per-node options below.
+    type: list
+    elements: dict
+  labels:
+    description: Many existing nodes in one transaction, given by label; O(status) and O(reason) apply to each.
+    type: list
+    elements: str
+  state:
+    description: V(present) reserves and updates; V(absent) marks destroyed and frees the address.
+    type: str
+    choices: [present, absent]
+    default: present
+  ip:
+    description: Pinned address (must be a host address of O(subnet), not the gateway, not held by another node).
+    type: str
+  location:
+    description: Where the node runs (free text, for grouping).
+    type: str
+  nonce:
+    description: The nonce of the payload that created the node.
+    type: str
+  server_id:
+    description: Container name. Default C(fenrir-<label>).
+    type: str
+  provider:
+    description: Provider name.
+    type: str
+    default: docker
+  node_db_b64:
+    description: A knarr C(node.db) in base64 whose identity the node must use. Validated, stored encrypted, never returned.
+    type: str
+  identity:
+    description: Make sure every node has an identity (a fresh one when none is stored or given).
+    type: bool
+    default: true
+  status:
+    description: Set the status.
+    type: str
+    choices: [provisioning, running, online, failed]
+  reason:
+    description: Why a node failed (with O(status=failed)).
+    type: str
+  node_id:
+    description: The node id the node reported.
+    type: str
+  container_id:
+    description: The node's container id.
+    type: str
+  subnet:
+    description: The fleet network's subnet.
+    type: str
+    default: 172.21.0.0/24
+  gateway:
+    description: The subnet's gateway (never allocated; the provisioner listens there).
+    type: str
+    default: 172.21.0.1
+  pool_start:
+    description: First address of the dynamic pool.
+    type: str
+    default: 172.21.0.10
+  pool_end:
+    description: Last address of the dynamic pool.
+    type: str
+    default: 172.21.0.249
+attributes:
+  check_mode:
+    support: full
+    description: Reports the address that would be taken; writes nothing (not even a new registry file).
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+notes:
+  - Secrets (node identities) are never returned and are kept encrypted in the registry.
+seealso:
+  - module: fenrir.fleet.knarr_container
+  - module: fenrir.fleet.fleet_audit
+"""
+
+EXAMPLES = r"""
+- name: Reserve an address for one node
+  fenrir.fleet.fleet_node:
+    db: /var/lib/fenrir/fleet.db
+    label: alpha
+    location: eu-north
+
+- name: Reserve many nodes in one transaction
+  fenrir.fleet.fleet_node:
+    db: /var/lib/fenrir/fleet.db
+    nodes:
+      - label: alpha
+      - label: beta
+        ip: 172.21.0.50
+
+- name: Mark a node online
+  fenrir.fleet.fleet_node:
+    db: /var/lib/fenrir/fleet.db
+    label: alpha
+    status: online
+
+- name: Destroy a node's record and free its address
+  fenrir.fleet.fleet_node:
+    db: /var/lib/fenrir/fleet.db
+    label: alpha
+    state: absent
+"""
+
+RETURN = r"""
+node:
+  description: The record of O(label) (when O(label) was given).
+  returned: success and O(label) given
+  type: dict
+  sample: {label: alpha, server_id: fenrir-alpha, ip: 172.21.0.10, status: provisioning, node_id: 3f0c...}
+nodes:
+  description: The records of every node handled, secrets left out.
+  returned: success
+  type: list
+  elements: dict
+pool:
+  description: The pool allocated from.
+  returned: success
+  type: dict
+  sample: {subnet: 172.21.0.0/24, gateway: 172.21.0.1, pool_start: 172.21.0.10, pool_end: 172.21.0.249}
+db:
+  description: Absolute path of the registry.
+  returned: success
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fenrir.fleet.plugins.module_utils.fleet_ops import FleetError, registry_node
+
+NODE_OPTIONS = dict(
+    label=dict(type="str"),
+    ip=dict(type="str"),
+    location=dict(type="str"),
+    nonce=dict(type="str"),
+    server_id=dict(type="str"),
+    provider=dict(type="str", default="docker"),
+    node_db_b64=dict(type="str", no_log=True),
+    status=dict(type="str", choices=["provisioning", "running", "online", "failed"]),
+    reason=dict(type="str"),
+    node_id=dict(type="str"),
+    container_id=dict(type="str"),
+)
+
+
+def main():
+    node_options = {k: dict(v) for k, v in NODE_OPTIONS.items()}
+    node_options["label"]["required"] = True
+    module = AnsibleModule(
+        argument_spec=dict(
+            db=dict(type="path", required=True),
+            key_file=dict(type="path", no_log=False),
+            nodes=dict(type="list", elements="dict", options=node_options),
+            labels=dict(type="list", elements="str"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            identity=dict(type="bool", default=True),
+            subnet=dict(type="str", default="172.21.0.0/24"),
+            gateway=dict(type="str", default="172.21.0.1"),
+            pool_start=dict(type="str", default="172.21.0.10"),
+            pool_end=dict(type="str", default="172.21.0.249"),
+            **NODE_OPTIONS
+        ),
+        mutually_exclusive=[("label", "nodes", "labels")],
+        required_one_of=[("label", "nodes", "labels")],
+        supports_check_mode=True,
+    )
+    try:
+        result = registry_node(module.params, module.check_mode)
+    except FleetError as exc:
+        module.fail_json(msg=str(exc))
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
