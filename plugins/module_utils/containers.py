@@ -60,6 +60,7 @@ class NodeWork:
         self.before = None
         self.after = None
         self.boot_seconds = None
+        self.registry_status = None
 
     @property
     def changed(self):
@@ -70,7 +71,7 @@ class NodeWork:
                         ip=self.ip, server_id=self.name, provider="docker")
         return dict(label=self.label, server_id=self.name, ip=self.ip, node_id=self.node_id, result=contract,
                     container_id=self.container_id, actions=list(self.actions), changed=self.changed,
-                    failed=self.failed, reason=self.reason, state=self.state,
+                    failed=self.failed, reason=self.reason, state=self.state, registry_status=self.registry_status,
                     boot_seconds=round(self.boot_seconds, 3) if self.boot_seconds is not None else None)
 
 
@@ -100,6 +101,28 @@ def make_tar(files):
             info.mtime = now
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def read_files(api, container, paths):
+    """{path: (bytes, mode) or None} for files of a container, read with one archive of their common directory."""
+    root = posixpath.commonpath(list(paths)) if len(paths) > 1 else posixpath.dirname(next(iter(paths)))
+    if root in paths:
+        root = posixpath.dirname(root)
+    try:
+        stream, _stat = api.get_archive(container, root)
+    except NotFound:
+        return {p: None for p in paths}
+    data = b"".join(stream)
+    found = {}
+    base = posixpath.dirname(root.rstrip("/"))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            path = posixpath.join(base, member.name) if not member.name.startswith("/") else member.name
+            if not path.startswith("/"):
+                path = "/" + path
+            if path in paths and member.isfile():
+                found[path] = (tar.extractfile(member).read(), member.mode & 0o7777)
+    return {p: found.get(p) for p in paths}
 
 
 def read_file(api, container, path):
@@ -290,7 +313,7 @@ class Reconciler:
         if fresh:
             current_files = {p: None for p in desired_files}
         else:
-            current_files = {p: read_file(self.api, work.name, p) for p in desired_files}
+            current_files = read_files(self.api, work.name, list(desired_files))
         to_put = {p: c for p, c in desired_files.items() if not same_file(p, current_files[p], c)}
 
         work.before = dict(container=_public_view(current),

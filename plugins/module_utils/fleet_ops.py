@@ -67,6 +67,8 @@ def registry_node(params, check_mode):
                 raise FleetError("node %r, field 'status': use state=absent to destroy a node" % n["label"])
             if n.get("node_id") is not None and not (isinstance(n["node_id"], str) and len(n["node_id"]) == 64):
                 raise FleetError("node %r, field 'node_id': must be a 64-character hex node id" % n["label"])
+            if n.get("ip") and state != "absent":
+                pool.check_pinned(n["ip"], n["label"])  # refused before the registry file is created
         results, before_all, after_all = [], {}, {}
         changed = False
         with Registry(params["db"], key_file=params.get("key_file"), check_mode=check_mode) as reg:
@@ -75,6 +77,18 @@ def registry_node(params, check_mode):
                     label = n["label"]
                     if state == "absent":
                         before, after, ch = reg.destroy(label, reason=n.get("reason"))
+                    elif params.get("labels") is not None:
+                        # Status of existing nodes only: no allocation, no identity.
+                        before = reg.get(label)
+                        if before is None:
+                            raise FleetError("node %r, field 'labels': is not in the registry %s" % (label, reg.path))
+                        updates = {k: n[k] for k in ("status", "reason") if n.get(k) is not None}
+                        if n.get("status") == "online":
+                            updates["reason"] = None
+                            if before["status"] != "online":
+                                updates.update(last_seen=time.time(), report_received_at=time.time())
+                        ch = reg.set_fields(label, **updates) if updates else False
+                        after = reg.get(label)
                     else:
                         before, after, ch = reg.ensure(n, pool)
                         if params.get("identity", True) or label in seeds:
@@ -210,6 +224,7 @@ def reconcile_containers(params, client, check_mode):
                         if w.changed or record["status"] in ("provisioning", "failed"):
                             changes.update(status="running", reason=None)
                         reg.set_fields(w.label, **changes)
+                    w.registry_status = reg.get(w.label)["status"]
     except (RegistryError, SpecError, ident.IdentityError) as exc:
         raise FleetError(str(exc))
     results = [w.result(check_mode) for w in works]

@@ -67,7 +67,7 @@ class SpecError(Exception):
 
 
 def validate_label(label):
-    if not isinstance(label, str) or not LABEL_RE.match(label):
+    if not isinstance(label, str) or not LABEL_RE.fullmatch(label):
         raise SpecError(label, "label", "must be 1-56 characters of a-z, 0-9 and '-', starting and ending with a "
                         "letter or digit (it becomes the container name fenrir-<label> and a DNS name)")
     return label
@@ -97,7 +97,7 @@ def _hostport(label, field, value):
     if not isinstance(value, str) or ":" not in value:
         raise SpecError(label, field, "%r is not host:port" % (value,))
     host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c in host for c in " \t\r\n\"'[]"):
+    if not host or not port.isdecimal() or not 0 < int(port) < 65536 or any(c in host for c in " \t\r\n\"'[]"):
         raise SpecError(label, field, "%r is not host:port" % (value,))
     return value
 
@@ -136,7 +136,7 @@ def normalize_spec(raw):
     for peer in spec["bootstrap"]:
         _hostport(label, "bootstrap", peer)
     pid = spec["provisioner_node_id"]
-    if pid is not None and (not isinstance(pid, str) or not HEX_RE.match(pid)):
+    if pid is not None and (not isinstance(pid, str) or not HEX_RE.fullmatch(pid)):
         raise SpecError(label, "provisioner_node_id", "must be a lowercase hex node id of 16 to 64 characters")
     _hostport(label, "provisioner_endpoint", spec["provisioner_endpoint"])
     for field in ("initial_credit", "min_balance", "echo_price"):

@@ -244,7 +244,11 @@ class Registry:
         else:
             directory = os.path.dirname(self.path)
             if not os.path.isdir(directory):
-                raise RegistryError("directory %s of the registry does not exist" % directory, field="db")
+                try:
+                    os.makedirs(directory, mode=0o700)
+                except OSError as exc:
+                    raise RegistryError("cannot create the registry's directory %s: %s" % (directory, exc),
+                                        field="db")
             self.conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
             self.conn.execute("PRAGMA busy_timeout = %d" % int(busy_timeout * 1000))
             if not exists:
@@ -315,6 +319,7 @@ class Registry:
         if version > SCHEMA_VERSION:
             raise RegistryError("%s has schema version %d; this collection knows up to %d"
                                 % (self.path, version, SCHEMA_VERSION), field="db")
+        adopted = False
         self._begin()
         try:
             version = self.schema_version  # another process may have migrated meanwhile
@@ -325,11 +330,16 @@ class Registry:
                         self.conn.execute(statement)
                 if "fleet_nodes" in tables:
                     self._adopt_original()
+                    adopted = True
                 self.conn.execute("PRAGMA user_version = %d" % SCHEMA_VERSION)
             self._end(True)
         except BaseException:
             self._end(False)
             raise
+        if adopted and not self._scratch:
+            # The old table's pages, zeroed by secure_delete, sit in the WAL: write them over the
+            # plain-text originals in fleet.db now, not at some later checkpoint.
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _adopt_original(self):
         """Take over a fleet.db written by the original fleet-provision-docker-lite skill (schema 1).
@@ -405,7 +415,7 @@ class Registry:
             return json.loads(_fernet(key).decrypt(token))
         except InvalidToken:
             raise RegistryError("secrets do not decrypt with %s (wrong key or tampered row)" % self.key_file,
-                                label=label, field="secrets")
+                                label=label, field="key_file")
 
     def get_seed(self, label):
         row = self.get_row(label)
@@ -580,6 +590,8 @@ class Registry:
         row = self.get_row(label)
         if row is None:
             return None, None, False
+        if row["status"] == "destroyed" and reason is None:
+            reason = row["reason"]  # destroying again without a reason is no change
         changed = self._change("destroy", label, dict(status="destroyed", ip_int=None, container_id=None,
                                                       reason=reason))
         return public(row), public(self.get_row(label)), changed

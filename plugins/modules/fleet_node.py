@@ -23,7 +23,7 @@ author:
   - fenrir.fleet maintainers
 options:
   db:
-    description: Path of the registry, C(fleet.db). Created (mode 0600) on first use; its directory must exist.
+    description: Path of the registry, C(fleet.db). Created (mode 0600, its directory 0700) on first use.
     type: path
     required: true
   key_file:
