@@ -15,8 +15,8 @@ def knarr_toml(specs, allocations):
 
     ``specs``: one node's settings (a dict) or a list of them; ``allocations``: the address (a string)
     for a single node, or the ``nodes`` list returned by fenrir.fleet.fleet_node.
-    Returns the TOML text for one node; for a list, each node's settings with its rendered ``knarr_toml``
-    added (the form fenrir.fleet.knarr_container takes).
+    Returns the TOML text for one node; for a list, each node's settings with its address (``ip``) and
+    rendered ``knarr_toml`` (the form fenrir.fleet.knarr_container takes).
     """
     try:
         if isinstance(specs, dict):
@@ -30,6 +30,7 @@ def knarr_toml(specs, allocations):
             if not ips.get(spec["label"]):
                 raise AnsibleFilterError("knarr_toml: node %r has no allocated address" % spec["label"])
             rendered = {k: v for k, v in raw.items() if k != "node_db_b64"}
+            rendered["ip"] = ips[spec["label"]]
             rendered["knarr_toml"] = render_toml(build_config(spec, ips[spec["label"]]))
             out.append(rendered)
         return out

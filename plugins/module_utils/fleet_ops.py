@@ -145,10 +145,13 @@ def _works(reg, raw_nodes, check_mode, need_files=True):
             raise FleetError("node %r, field 'knarr_toml': the rendered knarr.toml is required" % label)
         record = reg.get(label)
         if record is None or record["status"] == "destroyed" or not record["ip"]:
-            if not check_mode:
+            if not check_mode or not spec.get("ip"):
                 raise FleetError("node %r, field 'label': has no address in the registry %s; allocate it with "
                                  "fenrir.fleet.fleet_node first" % (label, reg.path))
-            record = dict(record or {}, ip=spec.get("ip") or "0.0.0.0")
+            record = dict(record or {}, ip=spec["ip"])  # check mode: the address fleet_node planned
+        elif spec.get("ip") and spec["ip"] != record["ip"]:
+            raise FleetError("node %r, field 'ip': %s differs from the address %s the registry holds for it"
+                             % (label, spec["ip"], record["ip"]))
         seed = reg.get_seed(label)
         if seed is None:
             if not check_mode:

@@ -38,7 +38,8 @@ options:
     description:
       - One entry per node. Keys are the knarr_node role's node settings without the C(knarr_node_) prefix
         (C(label), C(image), C(network), C(memory), C(pids_limit), C(restart_policy), C(node_port), C(echo_source),
-        ...) and C(knarr_toml), the rendered configuration.
+        ...), C(knarr_toml), the rendered configuration, and optionally C(ip), the address the node holds
+        (checked against the registry; in check mode it stands in for an address not reserved yet).
     type: list
     elements: dict
     required: true

@@ -1,0 +1,78 @@
+# fenrir.fleet -- two commands for a newcomer:
+#   make provision   set everything up on this machine and run the main job (3 local nodes)
+#   make test        unit tests, the Molecule scenario and a benchmark smoke run
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export ANSIBLE_CONFIG := $(abspath ansible.cfg)
+STAMP      := $(VENV)/.installed
+BENCH_NODES ?= 50
+
+.PHONY: help venv docker image provision check decommission status test unit integration molecule bench bench-smoke lint doc clean
+
+help:
+	@echo "make provision  - set up (venv, Docker engine, node image) and provision the local fleet"
+	@echo "make test       - unit + integration tests, Molecule scenario, benchmark smoke run"
+	@echo "make check      - dry run of the main job (--check --diff), changes nothing"
+	@echo "make status     - registry against Docker, per node"
+	@echo "make decommission - remove the local fleet"
+	@echo "make bench      - fleet-scale benchmark (BENCH_NODES=$(BENCH_NODES))"
+	@echo "make lint       - ansible-lint (production profile)"
+
+$(STAMP): requirements.txt constraints.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	@touch $@
+
+venv: $(STAMP)
+
+docker:
+	@scripts/ensure-docker
+
+image: docker
+	@scripts/ensure-node-image
+
+provision: venv image
+	ansible-playbook playbooks/provision.yml
+
+check: venv image
+	ansible-playbook playbooks/provision.yml --check --diff
+
+decommission: venv docker
+	ansible-playbook playbooks/decommission.yml
+
+status: venv docker
+	ansible-playbook playbooks/status.yml
+
+unit: venv
+	$(PY) -m pytest -q tests/unit
+
+integration: venv image
+	$(PY) -m pytest -q tests/integration
+
+molecule: venv image
+	molecule test
+
+bench-smoke: venv image
+	$(PY) bench/fleet_bench.py --nodes 3 --skip-baselines
+
+bench: venv image
+	$(PY) bench/fleet_bench.py --nodes $(BENCH_NODES)
+
+test: venv image
+	$(PY) -m pytest -q tests
+	molecule test
+	$(PY) bench/fleet_bench.py --nodes 3 --skip-baselines
+
+lint: venv
+	ansible-lint --profile production
+
+doc: venv
+	@for m in plugins/modules/*.py; do n=$$(basename $$m .py); ansible-doc -t module fenrir.fleet.$$n >/dev/null && echo "ok  $$n"; done
+
+clean:
+	rm -rf .pytest_cache bench/results
