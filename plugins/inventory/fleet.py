@@ -47,6 +47,8 @@ options:
 notes:
   - The nodes are containers without SSH; playbooks that drive them from the controller set
     C(ansible_connection=local) (for example with O(compose)).
+  - The group C(knarr_nodes) is also the group C(playbooks/provision.yml) targets. Do not combine this source with
+    a provisioning inventory (for example C(-i inventories/)), or each node appears twice, once per host name.
   - The host variables are C(fleet_*), read from the registry; the knarr_node role's settings are C(knarr_node_*)
     and are not set by this plugin (its C(knarr_node_label) defaults to the host name, which is the label).
 seealso:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import os
 import posixpath
+import signal
 import tarfile
 import threading
 import time
@@ -29,6 +31,15 @@ LABEL_PREFIX = "fenrir.fleet."
 ROLE_LABEL = LABEL_PREFIX + "role"
 ROLE_VALUE = "knarr-node"
 NODE_DB_PATH = "/opt/knarr/node.db"
+
+
+def fault_point(name):
+    """Test hook: when FENRIR_FAULT_POINT names this point, the process is killed (SIGKILL) right here.
+
+    The crash-safety tests use it to stop a provisioning run between two steps, as a power cut would.
+    """
+    if os.environ.get("FENRIR_FAULT_POINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class NodeWork:
@@ -343,12 +354,15 @@ class Reconciler:
         if fresh:
             work.container_id = self._create(work)
             work.actions.append("create")
+            fault_point("after_create")
         else:
             work.container_id = info["Id"]
         if to_put:
             self.api.put_archive(work.name, "/", make_tar(to_put))
             work.actions.append("put %s" % ", ".join(sorted(posixpath.basename(p) for p in to_put)))
+            fault_point("after_put")
         if not running:
+            fault_point("before_start")
             self.api.start(work.name)
             work.actions.append("start")
         elif to_put:

@@ -55,6 +55,8 @@ class DriftError(Exception):
 def open_readonly(db):
     """An SQLite connection to ``db`` that cannot write, after checking it is a schema-2 registry."""
     path = os.path.abspath(os.path.expanduser(db))
+    if os.path.isdir(path):
+        raise DriftError("the fleet registry %s is a directory; give the path of fleet.db" % path)
     if not os.path.isfile(path):
         raise DriftError("the fleet registry %s does not exist" % path)
     try:
@@ -113,11 +115,7 @@ def audit(db, key_file=None):
     open_readonly(path).close()
     try:
         with Registry(path, key_file=key_file, check_mode=True) as reg:
-            reg.conn.execute("BEGIN")
-            try:
-                result = reg.verify()
-            finally:
-                reg.conn.execute("ROLLBACK")
+            result = reg.verify()  # one read transaction: chain and rows from the same snapshot
     except RegistryError as exc:
         raise DriftError(str(exc))
     except sqlite3.DatabaseError as exc:

@@ -80,6 +80,11 @@ def registry_node(params, check_mode):
                     elif params.get("labels") is not None:
                         # Status of existing nodes only: no allocation, no identity.
                         before = reg.get(label)
+                        if before is None and check_mode:
+                            # Check mode: the node's allocation was only planned; it would be updated.
+                            changed = True
+                            after_all[label] = dict(label=label, status=n.get("status"))
+                            continue
                         if before is None:
                             raise FleetError("node %r, field 'labels': is not in the registry %s" % (label, reg.path))
                         updates = {k: n[k] for k in ("status", "reason") if n.get(k) is not None}
@@ -113,6 +118,9 @@ def registry_node(params, check_mode):
                     if ch:
                         before_all[label] = _diff_view(before)
                         after_all[label] = _diff_view(after)
+        if changed and not check_mode and state == "present" and params.get("labels") is None:
+            from ansible_collections.fenrir.fleet.plugins.module_utils.containers import fault_point
+            fault_point("after_allocate")
         out = dict(changed=changed, nodes=results, pool=pool.as_dict(), db=os.path.abspath(params["db"]),
                    diff=dict(before=before_all, after=after_all))
         if params.get("label") is not None:
@@ -212,6 +220,8 @@ def reconcile_containers(params, client, check_mode):
             if problems:
                 raise FleetError("; ".join("node %r, field %r: %s" % p for p in problems))
             rec.run(works)
+            from ansible_collections.fenrir.fleet.plugins.module_utils.containers import fault_point
+            fault_point("before_record")
             # Record what happened, for every node, in one registry transaction.
             with reg.transaction():
                 for w in works:

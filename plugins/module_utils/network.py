@@ -24,6 +24,14 @@ def _subnets(net):
     return out
 
 
+def _image_present(api, image):
+    try:
+        api.inspect_image(image)
+        return True
+    except NotFound:
+        return False
+
+
 def view(net):
     if net is None:
         return None
@@ -43,6 +51,11 @@ def ensure_network(api, params, check_mode):
     gateway = params.get("gateway") or str(next(subnet.hosts()))
     if ipaddress.IPv4Address(gateway) not in subnet:
         raise NetworkError("network %s, field 'gateway': %s is outside subnet %s" % (name, gateway, subnet))
+    missing = [image for image in (params.get("images") or []) if not _image_present(api, image)]
+    if missing and state == "present":
+        raise NetworkError("network %s, field 'images': %s not present on the Docker engine; build %s first "
+                           "(scripts/ensure-node-image) -- nothing is ever pulled"
+                           % (name, ", ".join(missing), "it" if len(missing) == 1 else "them"))
     networks = api.networks()
     existing = next((n for n in networks if n["Name"] == name), None)
     if existing is not None and not (existing.get("IPAM") or {}).get("Config"):

@@ -494,7 +494,7 @@ class Registry:
         return True
 
     def ensure(self, spec, pool):
-        """Make ``spec['label']`` a node holding an address; returns (before, after) public views.
+        """Make ``spec['label']`` a node holding an address; returns (before, after, changed), public views.
 
         spec keys: label (required), ip (pinned, optional), server_id, provider, location, nonce.
         An existing active node keeps its address; a destroyed or failed one without an address
@@ -597,6 +597,8 @@ class Registry:
         return public(row), public(self.get_row(label)), changed
 
     def fail(self, label, reason, release=False):
+        if self.get_row(label) is None:
+            raise RegistryError("is not in the registry", label=label)
         changes = dict(status="failed", reason=reason, container_id=None)
         if release:
             changes["ip_int"] = None
@@ -612,6 +614,14 @@ class Registry:
         Returns dict(ok, entries, problem) where problem names the first entry or row that
         does not match, or is None.
         """
+        # One read transaction: the trail and the rows are compared as of the same moment.
+        self.conn.execute("BEGIN")
+        try:
+            return self._verify()
+        finally:
+            self.conn.execute("ROLLBACK")
+
+    def _verify(self):
         prev = GENESIS_HASH
         expected_height = 1
         latest = {}
@@ -675,4 +685,5 @@ def public(row):
     """A node record as modules return it: no secrets, no internal columns."""
     view = {c: row[c] for c in PUBLIC_COLUMNS}
     view["has_identity"] = bool(row["secrets"])
+    view["address_held"] = row["ip_int"] is not None
     return view

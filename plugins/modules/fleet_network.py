@@ -34,6 +34,12 @@ options:
     description: Network driver.
     type: str
     default: bridge
+  images:
+    description:
+      - Images the fleet needs on this engine. A missing one is an error before anything is created
+        (nothing is ever pulled), so a fleet run stops before it writes a container or a registry record.
+    type: list
+    elements: str
   labels:
     description: Labels for a network this module creates.
     type: dict
@@ -81,6 +87,7 @@ def main():
             subnet=dict(type="str", default="172.21.0.0/24"),
             gateway=dict(type="str", default="172.21.0.1"),
             driver=dict(type="str", default="bridge"),
+            images=dict(type="list", elements="str"),
             labels=dict(type="dict"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),

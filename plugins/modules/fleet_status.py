@@ -13,8 +13,8 @@ description:
     (containers labelled C(fenrir.fleet.role=knarr-node)); only containers whose C(fenrir.fleet.registry) label is
     this registry's absolute path count. A container is a node's when its C(fenrir.fleet.label) label is the node's
     label (its name is normally C(fenrir-<label>), the node's C(server_id)).
-  - For every active node (any status but C(destroyed)) it reports what differs, as a list of strings in RV(nodes[].drift),
-    empty when the node is in sync.
+  - For every active node (any status but C(destroyed)) it reports what differs, as a list of strings in
+    RV(nodes[].drift), empty when the node is in sync.
   - V(status provisioning) and V(status failed) when the registry says so;
     V(container missing) when no container carries the node's label;
     V(stopped) when the container is not running;

@@ -1,0 +1,86 @@
+"""Provisioning end to end: check mode changes nothing, a second run changes nothing, growth adds only the new."""
+import socket
+import json
+
+from conftest import NETWORK
+
+
+def _echo(ip, port=9010):
+    with socket.create_connection((ip, port), timeout=5) as s, s.makefile("rb") as fh:
+        s.sendall(b'{"op":"call","skill":"echo","input":{"text":"hello"}}\n')
+        return json.loads(fh.readline())
+
+
+def test_check_mode_on_nothing_creates_nothing(fleet):
+    fleet.set_hosts({"it-a": {}, "it-b": {}})
+    result = fleet.play("provision.yml", "--check", "--diff")
+    assert result.changed() > 0  # it reports what it would do
+    planned = result.task_result("address, limits and files")
+    assert sorted(n["ip"] for n in planned["nodes"]) == ["172.24.0.10", "172.24.0.11"]
+    assert all(n["result"]["status"] == "dry_run" for n in planned["nodes"])
+    assert fleet.containers() == {}
+    assert not fleet.network_exists()
+    assert not fleet.registry.startswith("/nonexistent") and fleet.rows() == {}
+    assert not __import__("os").path.exists(fleet.registry)
+
+
+def test_provision_idempotence_check_mode_and_expansion(fleet):
+    fleet.set_hosts({"it-a": {"knarr_node_location": "x"}, "it-b": {}, "it-c": {"knarr_node_ip": "172.24.0.200"}})
+    fleet.play("provision.yml")
+    before = fleet.snapshot()
+    rows = fleet.rows()
+    assert {k: v["ip"] for k, v in rows.items()} == {"it-a": "172.24.0.10", "it-b": "172.24.0.11",
+                                                      "it-c": "172.24.0.200"}
+    assert all(r["status"] == "online" for r in rows.values())
+    assert {k: c["ip"] for k, c in before["containers"].items()} == {k: r["ip"] for k, r in rows.items()}
+    for row in rows.values():
+        assert _echo(row["ip"]) == {"ok": True, "output": {"text": "hello"}}
+
+    # A second run changes nothing.
+    again = fleet.play("provision.yml")
+    assert again.changed() == 0, again.errors()
+
+    # Check mode leaves Docker and the registry exactly as they were.
+    fleet.play("provision.yml", "--check", "--diff")
+    assert fleet.snapshot() == before
+
+    # Growth: two more hosts; only they are provisioned, the others keep address and container.
+    fleet.set_hosts(dict(fleet.hosts, **{"it-d": {}, "it-e": {}}))
+    grown = fleet.play("provision.yml")
+    nodes = {n["label"]: n for n in grown.task_result("address, limits and files")["nodes"]}
+    assert {k for k, n in nodes.items() if n["changed"]} == {"it-d", "it-e"}
+    after = fleet.containers()
+    for label in ("it-a", "it-b", "it-c"):
+        assert after[label] == before["containers"][label]
+    assert after["it-d"]["ip"] == "172.24.0.12" and after["it-e"]["ip"] == "172.24.0.13"
+    assert fleet.play("provision.yml").changed() == 0
+
+
+def test_drift_is_repaired(fleet):
+    fleet.set_hosts({"it-a": {}})
+    fleet.play("provision.yml")
+    container = __import__("conftest").CLIENT.containers.get("fenrir-it-a")
+    container.exec_run(["sh", "-c", "echo '# edited' >> /opt/knarr/knarr.toml"])
+    container.stop(timeout=2)
+    result = fleet.play("provision.yml")
+    node = result.task_result("address, limits and files")["nodes"][0]
+    assert "put knarr.toml" in node["actions"] and "start" in node["actions"], node
+    assert fleet.rows()["it-a"]["status"] == "online"
+    assert fleet.play("provision.yml").changed() == 0
+
+
+def test_decommission_frees_addresses_and_leaves_nothing(fleet):
+    fleet.set_hosts({"it-a": {}, "it-b": {}})
+    fleet.play("provision.yml")
+    fleet.play("decommission.yml", "--limit", "host-it-a")
+    rows = fleet.rows()
+    assert rows["it-a"]["status"] == "destroyed" and rows["it-a"]["ip_int"] is None
+    assert rows["it-b"]["status"] == "online"
+    assert set(fleet.containers()) == {"it-b"}
+    # The freed address goes to the next new node.
+    fleet.set_hosts({"it-b": {}, "it-f": {}})
+    fleet.play("provision.yml")
+    assert fleet.rows()["it-f"]["ip"] == "172.24.0.10"
+    fleet.play("decommission.yml")
+    assert fleet.containers() == {}
+    assert all(r["status"] == "destroyed" for r in fleet.rows().values())

@@ -1,0 +1,234 @@
+"""knarr.toml as data, rendered by a real TOML writer; node spec and payload validation."""
+
+import copy
+import json
+import tomllib
+
+import pytest
+
+from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_config as kc
+from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import SpecError
+
+HOSTILE = [
+    'quote " inside',
+    "single ' quote",
+    "newline\nsecond line",
+    'close ] bracket',
+    "]\n[x]\nevil = true",
+    '"\n[node]\nport = 1\n#',
+    "\\ backslash \\n not a newline",
+    "tab\tand \r carriage return",
+    "unicode \u00f8\u00e6\u00e5 \u2014 \U0001F680 \u202e",
+    "[x]",
+    "a = 1",
+    "",
+]
+EXPECTED_TABLES = {"node", "cockpit", "network", "policy", "skills", "fenrir"}
+
+
+def spec(**kw):
+    raw = dict(label="alpha")
+    raw.update(kw)
+    return kc.normalize_spec(raw)
+
+
+def render_and_parse(config):
+    text = kc.render_toml(config)
+    return text, tomllib.loads(text)
+
+
+# --------------------------------------------------------------------------- TOML
+
+def test_default_config_round_trips_and_has_the_knarr_layout():
+    s = spec(location="eu-north", provisioner_node_id="0123456789abcdef" * 4, bootstrap=["boot.example:9000"])
+    config = kc.build_config(s, "172.21.0.10")
+    text, parsed = render_and_parse(config)
+    assert parsed == config
+    assert parsed["node"] == dict(host="0.0.0.0", port=9010, advertise_host="172.21.0.10", sidecar_port=9011,
+                                  storage="node.db", jurisdiction="eu")
+    assert parsed["cockpit"] == dict(port=8080, bind="127.0.0.1")
+    assert parsed["network"] == dict(bootstrap=["boot.example:9000"], upnp=False)
+    assert parsed["policy"] == dict(initial_credit=100000.0, min_balance=-100000.0)
+    assert parsed["peer_overrides"] == {"0123456789abcdef": "172.21.0.1:9040"}
+    echo = parsed["skills"]["echo"]
+    assert echo["handler"] == "skills/echo.py:handle" and echo["price"] == 0.0
+    assert echo["tags"] == ["echo", "fenrir"]
+    assert echo["description"] == "Echo skill \u2014 proof of life for alpha"
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_location_round_trips_and_adds_nothing(value):
+    config = kc.build_config(spec(location=value), "172.21.0.10")
+    _, parsed = render_and_parse(config)
+    assert parsed == config
+    assert parsed["fenrir"]["location"] == value
+    assert set(parsed) == EXPECTED_TABLES
+    assert set(parsed["fenrir"]) == {"label", "server_id", "location"}
+    assert parsed["node"]["port"] == 9010 and "evil" not in parsed
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_echo_tags_round_trip_and_add_nothing(value):
+    tags = [value, "echo", value + value]
+    config = kc.build_config(spec(echo_tags=tags), "172.21.0.10")
+    _, parsed = render_and_parse(config)
+    assert parsed == config
+    assert parsed["skills"]["echo"]["tags"] == tags
+    assert set(parsed) == EXPECTED_TABLES and set(parsed["skills"]) == {"echo"}
+    assert set(parsed["skills"]["echo"]) == {"description", "handler", "price", "tags", "input_schema",
+                                             "output_schema"}
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_bootstrap_renders_safely_even_if_it_got_past_validation(value):
+    s = spec()
+    s["bootstrap"] = [value, "ok.example:9000"]          # bypassing normalize_spec on purpose
+    config = kc.build_config(s, "172.21.0.10")
+    _, parsed = render_and_parse(config)
+    assert parsed == config
+    assert parsed["network"]["bootstrap"] == [value, "ok.example:9000"]
+    assert set(parsed) == EXPECTED_TABLES and set(parsed["network"]) == {"bootstrap", "upnp"}
+
+
+@pytest.mark.parametrize("peer", ['evil"host:9000', "a\nb:9000", "[x]:9000", "host:9000]", "host", "host:0",
+                                  "host:70000", ":9000", "host:abc", "host:\u00b2", "host:-1", 9000])
+def test_hostile_bootstrap_is_refused_by_validation(peer):
+    with pytest.raises(SpecError) as err:
+        spec(bootstrap=[peer])
+    assert err.value.field == "bootstrap" and err.value.label == "alpha"
+    assert "node 'alpha', field 'bootstrap'" in str(err.value)
+
+
+def test_hostile_label_cannot_reach_the_file():
+    for label in ('a"b', "a\nb", "a]b", "[x]"):
+        with pytest.raises(SpecError):
+            spec(label=label)
+
+
+def test_config_overrides_merge_deeply():
+    s = spec(config_overrides={"node": {"port": 9999}, "cockpit": {"auth_token": 'tok"en\n'},
+                               "skills": {"other": {"handler": "x.py:h"}}})
+    config = kc.build_config(s, "172.21.0.10")
+    _, parsed = render_and_parse(config)
+    assert parsed == config
+    assert parsed["node"]["port"] == 9999 and parsed["node"]["host"] == "0.0.0.0"
+    assert parsed["cockpit"] == dict(port=8080, bind="127.0.0.1", auth_token='tok"en\n')
+    assert set(parsed["skills"]) == {"echo", "other"}
+
+
+def test_node_files_are_the_rendered_toml_and_echo_skill():
+    s = spec(location='x"]\n[y]')
+    files = kc.node_files(s, "172.21.0.10")
+    assert set(files) == {"/opt/knarr/knarr.toml", "/opt/knarr/skills/echo.py"}
+    data, mode = files["/opt/knarr/knarr.toml"]
+    assert mode == 0o644 and tomllib.loads(data.decode("utf-8"))["fenrir"]["location"] == 'x"]\n[y]'
+    assert b"async def handle(input_data: dict) -> dict" in files["/opt/knarr/skills/echo.py"][0]
+
+
+# --------------------------------------------------------------------------- labels
+
+@pytest.mark.parametrize("label", ["a", "0", "a-b", "node-01", "x" * 56, "a" + "-" * 54 + "b"])
+def test_valid_labels(label):
+    assert kc.validate_label(label) == label
+
+
+@pytest.mark.parametrize("label", ["Alpha", "ALPHA", "a_b", "x" * 57, "-a", "a-", "", None, 5, "a b", "a.b",
+                                   "\u00e6", "a\n", "fenrir/alpha"])
+def test_invalid_labels(label):
+    with pytest.raises(SpecError) as err:
+        kc.validate_label(label)
+    assert err.value.field == "label"
+    assert "field 'label'" in str(err.value)
+
+
+# --------------------------------------------------------------------------- memory
+
+@pytest.mark.parametrize("value, expected", [
+    ("256m", 256 * 1024 ** 2), ("256M", 256 * 1024 ** 2), ("1g", 1024 ** 3), ("512MiB", 512 * 1024 ** 2),
+    ("256 MB", 256 * 1024 ** 2), ("6m", 6 * 1024 ** 2), (268435456, 268435456), ("268435456", 268435456),
+    ("8192k", 8 * 1024 ** 2), ("1G", 1024 ** 3),
+])
+def test_memory_parsing(value, expected):
+    assert kc.parse_memory(value) == expected
+
+
+@pytest.mark.parametrize("value", ["5m", "1024k", 1024, "abc", "-1m", "1.5g", "", "256x", True, None, "m"])
+def test_memory_refused(value):
+    with pytest.raises(SpecError) as err:
+        kc.parse_memory(value, "alpha")
+    assert err.value.field == "memory" and err.value.label == "alpha"
+
+
+def test_spec_memory_bytes():
+    assert spec(memory="1g")["memory_bytes"] == 1024 ** 3
+
+
+# --------------------------------------------------------------------------- specs
+
+def test_normalize_is_idempotent_and_fills_defaults():
+    s = spec(location="eu")
+    assert s["server_id"] == "fenrir-alpha" and s["memory_bytes"] == 256 * 1024 ** 2
+    assert kc.normalize_spec(copy.deepcopy(s)) == s
+    assert s["echo_tags"] is not kc.SPEC_DEFAULTS["echo_tags"]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("node_port", 0), ("node_port", 70000), ("node_port", "9010"), ("cockpit_port", True),
+    ("pids_limit", 0), ("restart_policy", "sometimes"), ("ip", "300.1.1.1"), ("location", "x" * 129),
+    ("location", 5), ("provisioner_node_id", "XYZ"), ("provisioner_node_id", "0123456789abcdef\n"), ("echo_tags", "echo"), ("echo_tags", [1]),
+    ("image", "bad image"), ("network", ""), ("initial_credit", "lots"), ("config_overrides", []),
+    ("bogus_field", 1), ("bootstrap", "host:1"),
+])
+def test_spec_field_errors_name_the_field(field, value):
+    with pytest.raises(SpecError) as err:
+        spec(**{field: value})
+    assert err.value.field == field and err.value.label == "alpha"
+    assert "node 'alpha', field %r" % field in str(err.value)
+
+
+# --------------------------------------------------------------------------- payloads
+
+PAYLOAD = dict(label="alpha", location="eu-north", node_db_b64="AAAA", provisioner_node_id="ab" * 32,
+               nonce="n-1", echo_source="async def handle(d): return d")
+
+
+def test_parse_payload_from_json_and_dict():
+    raw = kc.parse_payload(json.dumps(PAYLOAD), False)
+    assert raw == dict(label="alpha", location="eu-north", node_db_b64="AAAA", provisioner_node_id="ab" * 32,
+                       nonce="n-1", echo_source="async def handle(d): return d")
+    assert kc.parse_payload(dict(PAYLOAD), True) == raw
+    assert kc.parse_payload(json.dumps(PAYLOAD)) == raw
+
+
+@pytest.mark.parametrize("payload, field", [
+    ("{not json", "payload_json"),
+    ("", "payload_json"),
+    (None, "payload_json"),
+    ("[1, 2]", "payload_json"),
+    ('"a string"', "payload_json"),
+    (json.dumps({k: v for k, v in PAYLOAD.items() if k != "label"}), "payload_json.label"),
+    (json.dumps({k: v for k, v in PAYLOAD.items() if k != "location"}), "payload_json.location"),
+    (json.dumps(dict(PAYLOAD, location="")), "payload_json.location"),
+    (json.dumps({k: v for k, v in PAYLOAD.items() if k != "node_db_b64"}), "payload_json.node_db_b64"),
+    (json.dumps(dict(PAYLOAD, node_db_b64=None)), "payload_json.node_db_b64"),
+    (json.dumps(dict(PAYLOAD, label="Bad_Label")), "label"),
+])
+def test_parse_payload_errors_name_the_field(payload, field):
+    with pytest.raises(SpecError) as err:
+        kc.parse_payload(payload, False)
+    assert err.value.field == field
+    assert "field %r" % field in str(err.value)
+
+
+@pytest.mark.parametrize("dry_run", ["true", "false", 1, 0, "yes"])
+def test_dry_run_must_be_a_boolean(dry_run):
+    with pytest.raises(SpecError) as err:
+        kc.parse_payload(json.dumps(PAYLOAD), dry_run)
+    assert err.value.field == "dry_run"
+
+
+def test_payload_secret_not_in_errors():
+    secret = "U0VDUkVUU0VDUkVUU0VDUkVU"
+    with pytest.raises(SpecError) as err:
+        kc.parse_payload(json.dumps(dict(PAYLOAD, node_db_b64=secret, location=None)), False)
+    assert secret not in str(err.value)

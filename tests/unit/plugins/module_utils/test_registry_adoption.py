@@ -1,0 +1,211 @@
+"""Taking over a fleet.db written by the original fleet-provision-docker-lite skill (schema 1).
+
+The original layout (from the skill's source):
+  fleet_nodes(label TEXT PRIMARY KEY, server_id, provider, location, ip, node_id, encryption_key,
+              seed_encrypted, nonce, status TEXT DEFAULT 'provisioning', created_at REAL, last_seen REAL,
+              report_received_at REAL)
+with plain-text secrets and no reservation (two rows may hold one address: the original race).
+"""
+
+import glob
+import os
+import sqlite3
+
+import pytest
+
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry import (
+    SCHEMA_VERSION, Pool, Registry, RegistryError,
+)
+
+POOL = Pool()
+
+ORIGINAL_DDL = (
+    "CREATE TABLE fleet_nodes (label TEXT PRIMARY KEY, server_id, provider, location, ip, node_id, "
+    "encryption_key, seed_encrypted, nonce, status TEXT DEFAULT 'provisioning', created_at REAL, "
+    "last_seen REAL, report_received_at REAL)"
+)
+
+# Distinctive plain-text secrets: after adoption none may be left anywhere in the file.
+MARKERS = {
+    "online": ("MARKERKEY-online-5b1e0c7d9a", "MARKERSEED-online-c0ffee42aa"),
+    "prov": ("MARKERKEY-prov-71d2aa8e3f", "MARKERSEED-prov-deadbeef17"),
+    "dead": ("MARKERKEY-dead-0a9c44e1b2", "MARKERSEED-dead-feedface99"),
+    "dup-a": ("MARKERKEY-dupa-3e3e3e3e3e", "MARKERSEED-dupa-abcdef0123"),
+    "dup-b": ("MARKERKEY-dupb-4f4f4f4f4f", "MARKERSEED-dupb-9876543210"),
+}
+# label, ip, status, created_at (dup-a is older than dup-b: it keeps the address)
+ROWS = [
+    ("online", "172.21.0.10", "online", 1000.0),
+    ("prov", "172.21.0.11", "provisioning", 1001.0),
+    ("dead", "172.21.0.12", "destroyed", 1002.0),
+    ("dup-a", "172.21.0.13", "provisioning", 1003.0),
+    ("dup-b", "172.21.0.13", "provisioning", 1004.0),
+]
+
+
+def build_original(path, journal_mode="delete"):
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = %s" % journal_mode)
+    conn.execute(ORIGINAL_DDL)
+    for label, ip, status, created in ROWS:
+        key, seed = MARKERS[label]
+        conn.execute(
+            "INSERT INTO fleet_nodes (label, server_id, provider, location, ip, node_id, encryption_key,"
+            " seed_encrypted, nonce, status, created_at, last_seen, report_received_at)"
+            " VALUES (?, ?, 'docker', 'eu-north', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (label, "fenrir-" + label, ip, "ab" * 32, key, seed, "nonce-" + label, status, created,
+             created + 5 if status == "online" else None, created + 6 if status == "online" else None))
+    # a row relying on the column default
+    conn.execute("INSERT INTO fleet_nodes (label, server_id, provider, ip, created_at)"
+                 " VALUES ('defaulted', 'fenrir-defaulted', 'docker', '172.21.0.20', 1005.0)")
+    conn.commit()
+    conn.close()
+
+
+def all_file_bytes(path):
+    out = {}
+    for name in glob.glob(path + "*"):
+        with open(name, "rb") as fh:
+            out[name] = fh.read()
+    return out
+
+
+@pytest.fixture(params=["delete", "wal"], ids=["rollback-journal", "wal"])
+def original(request, tmp_path):
+    path = str(tmp_path / "fleet.db")
+    build_original(path, request.param)
+    raw = all_file_bytes(path)
+    assert any(MARKERS["online"][0].encode() in data for data in raw.values())  # the markers really are there
+    return path
+
+
+def test_adoption_keeps_every_row_and_reserves_addresses(original):
+    with Registry(original, actor="adopt") as reg:
+        assert reg.schema_version == SCHEMA_VERSION == 2
+        nodes = {n["label"]: n for n in reg.all()}
+        assert sorted(nodes) == sorted([r[0] for r in ROWS] + ["defaulted"])
+        assert nodes["online"]["status"] == "online" and nodes["online"]["ip"] == "172.21.0.10"
+        assert nodes["online"]["last_seen"] == 1005.0 and nodes["online"]["report_received_at"] == 1006.0
+        assert nodes["online"]["nonce"] == "nonce-online" and nodes["online"]["location"] == "eu-north"
+        assert nodes["online"]["node_id"] == "ab" * 32 and nodes["online"]["created_at"] == 1000.0
+        assert nodes["prov"]["status"] == "provisioning"
+        assert nodes["defaulted"]["status"] == "provisioning"
+        assert nodes["dead"]["status"] == "destroyed"
+        # the race: the older row keeps the address, the younger one is failed with a reason
+        assert nodes["dup-a"]["status"] == "provisioning" and nodes["dup-a"]["reason"] is None
+        assert nodes["dup-b"]["status"] == "failed"
+        assert "172.21.0.13" in nodes["dup-b"]["reason"] and "dup-a" in nodes["dup-b"]["reason"]
+        assert all(n["has_identity"] for label, n in nodes.items() if label != "defaulted")
+        held = dict(reg.conn.execute("SELECT label, ip_int FROM nodes").fetchall())
+        assert held["dead"] is None and held["dup-b"] is None
+        assert held["online"] is not None and held["dup-a"] is not None
+        # the legacy secrets were kept, encrypted
+        legacy = reg._decrypt(reg.get_row("online")["secrets"], "online")["legacy"]
+        assert legacy == {"encryption_key": MARKERS["online"][0], "seed_encrypted": MARKERS["online"][1]}
+        # the old table is gone, every adopted row is in the audit trail
+        assert "fleet_nodes" not in reg._tables()
+        assert sorted(e["label"] for e in reg.audit_entries() if e["action"] == "adopt") == sorted(nodes)
+        assert reg.verify()["ok"] is True
+
+
+def test_next_allocation_skips_adopted_addresses_and_reuses_destroyed_one(original):
+    with Registry(original, actor="adopt") as reg:
+        got = []
+        for label in ("new-1", "new-2", "new-3"):
+            with reg.transaction():
+                got.append(reg.ensure(dict(label=label), POOL)[1]["ip"])
+    # .10 .11 .13 are held, .12 was destroyed, .20 held by 'defaulted'
+    assert got == ["172.21.0.12", "172.21.0.14", "172.21.0.15"]
+
+
+def test_no_plain_text_secret_left_in_the_files(original):
+    with Registry(original, actor="adopt") as reg:
+        with reg.transaction():
+            reg.ensure(dict(label="after-adoption"), POOL)
+    files = all_file_bytes(original)
+    assert original in files
+    for name, data in files.items():
+        for key, seed in MARKERS.values():
+            for marker in (key, seed):
+                assert marker.encode() not in data, "%s found in %s" % (marker, name)
+                assert marker.encode("utf-16-le") not in data
+    # and the plain-text column names survive only as JSON keys inside encrypted blobs, not as a table
+    conn = sqlite3.connect(original)
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'fleet_nodes'").fetchone() == (0,)
+    conn.close()
+
+
+def test_no_plain_text_secret_left_while_the_adopting_registry_is_still_open(original):
+    # fleet.db may be copied (backup, rsync) while a long run still holds the registry open
+    with Registry(original, actor="adopt") as reg:
+        for name, data in all_file_bytes(original).items():
+            for key, seed in MARKERS.values():
+                assert key.encode() not in data and seed.encode() not in data, "%s in %s" % (key, name)
+        assert reg.verify()["ok"]
+
+
+def test_adopted_nodes_are_manageable(original):
+    with Registry(original, actor="adopt") as reg:
+        with reg.transaction():
+            assert reg.ensure(dict(label="prov"), POOL)[1]["ip"] == "172.21.0.11"   # keeps its address
+            before, after, changed = reg.destroy("online")
+            assert changed and after["status"] == "destroyed"
+        # the failed duplicate gets a fresh address (its old one belongs to dup-a): the lowest free
+        with reg.transaction():
+            assert reg.ensure(dict(label="dup-b"), POOL)[1]["ip"] == "172.21.0.10"
+        with reg.transaction():
+            seed, changed = reg.ensure_identity("prov", None, lambda: os.urandom(32))
+        # the legacy columns hold no knarr seed: a fresh identity is made, the legacy values are kept
+        assert changed is True and len(seed) == 32 and reg.get_seed("prov") == seed
+        secrets = reg._decrypt(reg.get_row("prov")["secrets"], "prov")
+        assert secrets["legacy"]["encryption_key"] == MARKERS["prov"][0]
+        with reg.transaction():
+            reg.set_fields("prov", status="online")
+        assert reg.verify()["ok"] is True
+        # the destroyed one can be brought back, to its old address when free
+        with reg.transaction():
+            assert reg.ensure(dict(label="dead"), POOL)[1]["ip"] == "172.21.0.12"
+
+
+def test_reopening_a_schema_2_db_is_a_no_op(original):
+    Registry(original, actor="adopt").close()
+    conn = sqlite3.connect(original)
+    nodes = conn.execute("SELECT * FROM nodes ORDER BY label").fetchall()
+    audit = conn.execute("SELECT * FROM audit ORDER BY height").fetchall()
+    conn.close()
+    with Registry(original, actor="again") as reg:
+        assert reg.schema_version == 2
+        assert reg.verify()["ok"]
+    conn = sqlite3.connect(original)
+    assert conn.execute("SELECT * FROM nodes ORDER BY label").fetchall() == nodes
+    assert conn.execute("SELECT * FROM audit ORDER BY height").fetchall() == audit
+    conn.close()
+
+
+def test_unknown_newer_schema_is_refused(tmp_path):
+    path = str(tmp_path / "fleet.db")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE nodes (label TEXT PRIMARY KEY)")
+    conn.execute("PRAGMA user_version = 99")
+    conn.commit()
+    conn.close()
+    with pytest.raises(RegistryError) as err:
+        Registry(path, actor="x")
+    assert err.value.field == "db"
+    assert "99" in str(err.value) and "schema version" in str(err.value)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (99,)
+    conn.close()
+
+
+def test_check_mode_does_not_adopt(original):
+    before = all_file_bytes(original)[original]
+    with Registry(original, actor="plan", check_mode=True) as reg:
+        assert reg.schema_version == 2          # planned on a scratch copy
+        with reg.transaction():
+            assert reg.ensure(dict(label="new"), POOL)[1]["ip"] == "172.21.0.12"
+    assert all_file_bytes(original)[original] == before
+    conn = sqlite3.connect(original)
+    assert conn.execute("PRAGMA user_version").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM fleet_nodes").fetchone() == (6,)
+    conn.close()

@@ -1,0 +1,151 @@
+"""Many OS processes allocating against one fleet.db at the same moment.
+
+Real processes (subprocess, each its own Python), released together by a start file: SQLite's
+locking between processes is what is under test, not the GIL.  Some processes allocate distinct
+labels, some race for the SAME labels; some open the registry once, some once per allocation (as
+one Ansible task each).  The registry file does not exist when they start, so they also race to
+create and migrate it.
+"""
+
+import ipaddress
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Pool, Registry
+
+COLLECTIONS_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))),
+    "collections")
+POOL_ARGS = ("10.50.0.0/16", "10.50.0.1", "10.50.0.10", "10.50.255.200")
+DISTINCT_WORKERS = 6
+SHARED_WORKERS = 3
+PER_WORKER = 40
+
+# argv: db, job json file, ready file, go file, out file
+WORKER = r"""
+import json, os, sys, time
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Pool, Registry
+db, job_file, ready, go, out = sys.argv[1:6]
+with open(job_file) as fh:
+    job = json.load(fh)
+pool = Pool(*job["pool"])
+open(ready, "w").close()
+deadline = time.time() + 60
+while not os.path.exists(go):
+    if time.time() > deadline:
+        sys.exit("no start signal")
+    time.sleep(0.001)
+got = {}
+reg = None
+for label in job["labels"]:
+    if reg is None:
+        reg = Registry(db, actor="worker-%d" % os.getpid())
+    with reg.transaction():
+        _, after, _ = reg.ensure(dict(label=label, location="loc-%s" % label), pool)
+        seed = None
+        if job["identity"]:
+            seed, _ = reg.ensure_identity(label, None, lambda: os.urandom(32))
+    got[label] = [after["ip"], seed.hex() if seed else None]
+    if job["reopen"]:
+        reg.close()
+        reg = None
+if reg is not None:
+    reg.close()
+with open(out, "w") as fh:
+    json.dump(got, fh)
+"""
+
+
+def _run_all(db, tmp_path, jobs, fresh):
+    """jobs: list of (labels, reopen, with_identity).  Starts them all, releases them at once."""
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS_DIR)
+    go = str(tmp_path / "go")
+    procs, outs, readies = [], [], []
+    for i, (labels, reopen, with_identity) in enumerate(jobs):
+        job_file = tmp_path / ("job-%d.json" % i)
+        job_file.write_text(json.dumps(dict(labels=labels, reopen=reopen, identity=with_identity, pool=POOL_ARGS)))
+        ready, out = str(tmp_path / ("ready-%d" % i)), str(tmp_path / ("out-%d.json" % i))
+        procs.append(subprocess.Popen([sys.executable, "-c", WORKER, db, str(job_file), ready, go, out], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        outs.append(out)
+        readies.append(ready)
+    deadline = time.time() + 60
+    while not all(os.path.exists(r) for r in readies):
+        assert time.time() < deadline and all(p.poll() is None for p in procs), "workers did not get ready"
+        time.sleep(0.005)
+    assert os.path.exists(db) != fresh          # nobody has touched the registry before the start
+    open(go, "w").close()
+    errors = []
+    for p in procs:
+        try:
+            _, err = p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+        if p.returncode != 0:
+            errors.append(err.decode(errors="replace"))
+    assert errors == []
+    results = []
+    for out in outs:
+        with open(out) as fh:
+            results.append(json.load(fh))
+    return results
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["fresh-db", "existing-db"])
+def test_concurrent_processes_never_share_an_address(tmp_path, fresh):
+    db = str(tmp_path / "fleet.db")
+    if not fresh:
+        Registry(db, actor="setup").close()
+    distinct = [["w%d-n%d" % (w, j) for j in range(PER_WORKER)] for w in range(DISTINCT_WORKERS)]
+    shared = ["shared-%d" % j for j in range(PER_WORKER)]
+    jobs = [(labels, w % 2 == 0, False) for w, labels in enumerate(distinct)]
+    # the same labels, in different orders, by several processes; with identities
+    jobs += [(shared if s % 2 == 0 else list(reversed(shared)), s == 1, True) for s in range(SHARED_WORKERS)]
+    results = _run_all(db, tmp_path, jobs, fresh)
+
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT label, ip, ip_int, status FROM nodes").fetchall()
+    conn.close()
+    expected_labels = {l for labels in distinct for l in labels} | set(shared)
+    # no lost rows, every label exactly one row
+    assert len(rows) == len(expected_labels) == DISTINCT_WORKERS * PER_WORKER + PER_WORKER
+    assert sorted(r[0] for r in rows) == sorted(expected_labels)
+    # all addresses distinct, held, inside the pool, and consistent text/int
+    ip_ints = [r[2] for r in rows]
+    assert None not in ip_ints and len(set(ip_ints)) == len(ip_ints)
+    pool = Pool(*POOL_ARGS)
+    for label, ip, ip_int, status in rows:
+        assert int(ipaddress.IPv4Address(ip)) == ip_int and pool.start <= ipaddress.IPv4Address(ip) <= pool.end
+        assert status == "provisioning"
+    # the allocator packs from the start of the pool: exactly the first N addresses are used
+    first = int(pool.start)
+    assert sorted(ip_ints) == list(range(first, first + len(rows)))
+    by_label = {r[0]: r[1] for r in rows}
+    # what each process was told is what the registry holds
+    for res in results:
+        for label, (ip, _seed) in res.items():
+            assert by_label[label] == ip, label
+    # same-label runs converged on one address and one identity
+    shared_results = results[DISTINCT_WORKERS:]
+    with Registry(db, actor="check") as reg:
+        for label in shared:
+            assert len({tuple(r[label]) for r in shared_results}) == 1, label
+            assert reg.get_seed(label).hex() == shared_results[0][label][1]
+        verdict = reg.verify()
+        entries = reg.audit_entries()
+    assert verdict["ok"] is True, verdict
+    # one allocate entry per label, one identity entry per shared label, nothing else
+    assert sorted(e["action"] for e in entries) == sorted(["allocate"] * len(rows) + ["identity"] * len(shared))
+    assert [e["height"] for e in entries] == list(range(1, len(entries) + 1))
+    # the processes really ran at the same time: their entries interleave in the trail
+    actors = [e["actor"] for e in entries]
+    assert len(set(actors)) > DISTINCT_WORKERS     # (a shared-label worker may have found all done)
+    switches = sum(1 for a, b in zip(actors, actors[1:]) if a != b)
+    assert switches >= len(set(actors)) + 2, switches     # one after the other would give len - 1
