@@ -63,7 +63,26 @@ def knarr_node_spec(spec):
     return out
 
 
+def knarr_node_id(node_db_b64, label=None):
+    """The node id of a base64 node.db; fails naming the node and field when it is not a knarr identity."""
+    from ansible_collections.fenrir.fleet.plugins.module_utils.identity import (
+        IdentityError, node_id_from_seed, seed_from_b64)
+    try:
+        return node_id_from_seed(seed_from_b64(node_db_b64, label))
+    except IdentityError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
+def knarr_images(specs):
+    """{image: [labels of the nodes that use it]} for a list of node settings."""
+    images = {}
+    for spec in specs:
+        images.setdefault(spec.get("image") or "knarr-cluster-node:latest", []).append(spec["label"])
+    return images
+
+
 class FilterModule:
     def filters(self):
         return dict(knarr_toml=knarr_toml, knarr_config=knarr_config, knarr_payload=knarr_payload,
-                    knarr_node_spec=knarr_node_spec)
+                    knarr_node_spec=knarr_node_spec, knarr_images=knarr_images,
+                    knarr_node_id=knarr_node_id)

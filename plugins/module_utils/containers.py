@@ -393,12 +393,17 @@ class Reconciler:
     def _wait(self, work):
         def still_running():
             try:
-                state = self.api.inspect_container(work.name)["State"]
+                info = self.api.inspect_container(work.name)
             except NotFound:
                 return "container %s disappeared" % work.name
-            if state.get("Status") in ("exited", "dead"):
+            state = info["State"]
+            # With a restart policy a crashing node comes back again and again: that is exiting too.
+            if state.get("Status") in ("exited", "dead") or state.get("Restarting") or info.get("RestartCount"):
                 logs = self.api.logs(work.name, tail=5).decode("utf-8", "replace").strip().replace("\n", " | ")
-                return "container %s exited with code %s (%s)" % (work.name, state.get("ExitCode"), logs or "no log")
+                return "container %s exited with code %s%s (%s)" % (
+                    work.name, state.get("ExitCode"),
+                    ", restarted %d times" % info["RestartCount"] if info.get("RestartCount") else "",
+                    logs or "no log")
             return None
 
         try:

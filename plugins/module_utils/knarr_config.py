@@ -241,6 +241,11 @@ def parse_payload(payload_json, dry_run=None):
     for key in ("location", "node_db_b64"):
         if key not in payload or payload[key] in (None, ""):
             raise SpecError(label, "payload_json.%s" % key, "is required")
+    from ansible_collections.fenrir.fleet.plugins.module_utils.identity import IdentityError, seed_from_b64
+    try:
+        seed_from_b64(payload["node_db_b64"], label, "payload_json.node_db_b64")
+    except IdentityError as exc:
+        raise SpecError(label, "payload_json.node_db_b64", str(exc).split(": ", 1)[-1])
     raw = dict(label=label, location=payload["location"], node_db_b64=payload["node_db_b64"])
     for key in ("provisioner_node_id", "echo_source", "nonce", "ip"):
         if payload.get(key) not in (None, ""):

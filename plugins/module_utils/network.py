@@ -51,11 +51,16 @@ def ensure_network(api, params, check_mode):
     gateway = params.get("gateway") or str(next(subnet.hosts()))
     if ipaddress.IPv4Address(gateway) not in subnet:
         raise NetworkError("network %s, field 'gateway': %s is outside subnet %s" % (name, gateway, subnet))
-    missing = [image for image in (params.get("images") or []) if not _image_present(api, image)]
+    images = params.get("images") or {}
+    if not isinstance(images, dict):  # a list of images, or {image: [labels of the nodes that need it]}
+        images = {image: [] for image in images}
+    missing = [image for image in sorted(images) if not _image_present(api, image)]
     if missing and state == "present":
-        raise NetworkError("network %s, field 'images': %s not present on the Docker engine; build %s first "
+        users = sorted({label for image in missing for label in images[image] or []})
+        raise NetworkError("%s, field 'image': %s not present on the Docker engine; build %s first "
                            "(scripts/ensure-node-image) -- nothing is ever pulled"
-                           % (name, ", ".join(missing), "it" if len(missing) == 1 else "them"))
+                           % ("node %s" % ", ".join(repr(u) for u in users) if users else "network %s" % name,
+                              ", ".join(missing), "it" if len(missing) == 1 else "them"))
     networks = api.networks()
     existing = next((n for n in networks if n["Name"] == name), None)
     if existing is not None and not (existing.get("IPAM") or {}).get("Config"):

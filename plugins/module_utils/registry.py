@@ -264,7 +264,17 @@ class Registry:
                 self.conn.row_factory = sqlite3.Row
                 self._scratch = True
             if not check_mode and self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                self.conn.execute("PRAGMA journal_mode = WAL")
+                # Switching needs the file to itself and SQLite does not wait for that (no busy
+                # handler): processes opening a fresh registry at once retry until it is done.
+                deadline = time.time() + busy_timeout
+                while True:
+                    try:
+                        self.conn.execute("PRAGMA journal_mode = WAL")
+                        break
+                    except sqlite3.OperationalError as exc:
+                        if "locked" not in str(exc) or time.time() > deadline:
+                            raise
+                        time.sleep(0.01)
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self.conn.execute("PRAGMA secure_delete = ON")
             self._migrate()

@@ -38,8 +38,8 @@ options:
     description:
       - Images the fleet needs on this engine. A missing one is an error before anything is created
         (nothing is ever pulled), so a fleet run stops before it writes a container or a registry record.
-    type: list
-    elements: str
+      - A list of images, or a mapping of image to the labels of the nodes that need it (named in the error).
+    type: raw
   labels:
     description: Labels for a network this module creates.
     type: dict
@@ -87,7 +87,7 @@ def main():
             subnet=dict(type="str", default="172.21.0.0/24"),
             gateway=dict(type="str", default="172.21.0.1"),
             driver=dict(type="str", default="bridge"),
-            images=dict(type="list", elements="str"),
+            images=dict(type="raw"),
             labels=dict(type="dict"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),

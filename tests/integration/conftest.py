@@ -179,3 +179,12 @@ def fleet(tmp_path):
     f = Fleet(str(tmp_path))
     yield f
     remove_leftovers()
+
+
+@pytest.fixture(scope="module")
+def module_fleet(tmp_path_factory):
+    """One fleet for a whole test module (tests that must leave it as they found it)."""
+    remove_leftovers()
+    f = Fleet(str(tmp_path_factory.mktemp("fleet")))
+    yield f
+    remove_leftovers()

@@ -1,5 +1,6 @@
 """knarr.toml as data, rendered by a real TOML writer; node spec and payload validation."""
 
+import base64
 import copy
 import json
 import tomllib
@@ -7,6 +8,7 @@ import tomllib
 import pytest
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_config as kc
+from ansible_collections.fenrir.fleet.plugins.module_utils.identity import build_node_db
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import SpecError
 
 HOSTILE = [
@@ -188,13 +190,14 @@ def test_spec_field_errors_name_the_field(field, value):
 
 # --------------------------------------------------------------------------- payloads
 
-PAYLOAD = dict(label="alpha", location="eu-north", node_db_b64="AAAA", provisioner_node_id="ab" * 32,
+NODE_DB_B64 = base64.b64encode(build_node_db(bytes(range(32)))).decode("ascii")
+PAYLOAD = dict(label="alpha", location="eu-north", node_db_b64=NODE_DB_B64, provisioner_node_id="ab" * 32,
                nonce="n-1", echo_source="async def handle(d): return d")
 
 
 def test_parse_payload_from_json_and_dict():
     raw = kc.parse_payload(json.dumps(PAYLOAD), False)
-    assert raw == dict(label="alpha", location="eu-north", node_db_b64="AAAA", provisioner_node_id="ab" * 32,
+    assert raw == dict(label="alpha", location="eu-north", node_db_b64=NODE_DB_B64, provisioner_node_id="ab" * 32,
                        nonce="n-1", echo_source="async def handle(d): return d")
     assert kc.parse_payload(dict(PAYLOAD), True) == raw
     assert kc.parse_payload(json.dumps(PAYLOAD)) == raw
@@ -211,6 +214,8 @@ def test_parse_payload_from_json_and_dict():
     (json.dumps(dict(PAYLOAD, location="")), "payload_json.location"),
     (json.dumps({k: v for k, v in PAYLOAD.items() if k != "node_db_b64"}), "payload_json.node_db_b64"),
     (json.dumps(dict(PAYLOAD, node_db_b64=None)), "payload_json.node_db_b64"),
+    (json.dumps(dict(PAYLOAD, node_db_b64="not base64 %%")), "payload_json.node_db_b64"),
+    (json.dumps(dict(PAYLOAD, node_db_b64=base64.b64encode(b"plain text").decode())), "payload_json.node_db_b64"),
     (json.dumps(dict(PAYLOAD, label="Bad_Label")), "label"),
 ])
 def test_parse_payload_errors_name_the_field(payload, field):
@@ -227,8 +232,25 @@ def test_dry_run_must_be_a_boolean(dry_run):
     assert err.value.field == "dry_run"
 
 
-def test_payload_secret_not_in_errors():
+def test_payload_secret_not_in_errors(tmp_path):
     secret = "U0VDUkVUU0VDUkVUU0VDUkVU"
+    for payload in (dict(PAYLOAD, node_db_b64=secret, location=None), dict(PAYLOAD, node_db_b64=secret)):
+        with pytest.raises(SpecError) as err:
+            kc.parse_payload(json.dumps(payload), False)
+        assert secret not in str(err.value)
+    # a node.db whose identity is refused (31-byte key): neither the image nor the key is echoed
+    import sqlite3
+    key = bytes(range(100, 131))
+    path = str(tmp_path / "node.db")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE node_identity (key_bytes BLOB)")
+    conn.execute("INSERT INTO node_identity VALUES (?)", (key,))
+    conn.commit()
+    conn.close()
+    with open(path, "rb") as fh:
+        image = base64.b64encode(fh.read()).decode()
     with pytest.raises(SpecError) as err:
-        kc.parse_payload(json.dumps(dict(PAYLOAD, node_db_b64=secret, location=None)), False)
-    assert secret not in str(err.value)
+        kc.parse_payload(json.dumps(dict(PAYLOAD, node_db_b64=image)), False)
+    assert err.value.field == "payload_json.node_db_b64" and "31 bytes" in str(err.value)
+    for form in (image[:40], key.hex(), base64.b64encode(key).decode(), repr(key)[2:-1]):
+        assert form not in str(err.value)

@@ -135,6 +135,25 @@ def test_no_plain_text_secret_left_in_the_files(original):
     conn.close()
 
 
+def test_no_plain_text_secret_left_on_sqlite_builds_without_secure_delete(original, monkeypatch):
+    """Debian's SQLite turns secure_delete on by default; stock builds do not.  Simulate the latter:
+    every new connection starts with secure_delete off, so only the registry's own pragma can help."""
+    real_connect = sqlite3.connect
+
+    def connect(*args, **kwargs):
+        conn = real_connect(*args, **kwargs)
+        conn.execute("PRAGMA secure_delete = OFF")
+        return conn
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    probe = sqlite3.connect(":memory:")
+    assert probe.execute("PRAGMA secure_delete").fetchone() == (0,)
+    probe.close()
+    Registry(original, actor="adopt").close()
+    for name, data in all_file_bytes(original).items():
+        for key, seed in MARKERS.values():
+            assert key.encode() not in data and seed.encode() not in data, "%s in %s" % (key, name)
+
+
 def test_no_plain_text_secret_left_while_the_adopting_registry_is_still_open(original):
     # fleet.db may be copied (backup, rsync) while a long run still holds the registry open
     with Registry(original, actor="adopt") as reg:

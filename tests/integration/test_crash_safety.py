@@ -1,0 +1,48 @@
+"""A provisioning run killed with SIGKILL at any point leaves a state the next run converges from."""
+import pytest
+
+from conftest import CLIENT
+
+POINTS = ["after_allocate", "after_create", "after_put", "before_start", "before_record"]
+HOSTS = {"it-a": {}, "it-b": {}, "it-c": {}}
+
+
+def assert_converged(fleet):
+    rows = fleet.rows()
+    containers = fleet.containers()
+    active = {label: r for label, r in rows.items() if r["status"] != "destroyed"}
+    assert set(active) == set(HOSTS), rows
+    assert all(r["status"] == "online" for r in active.values()), {k: r["status"] for k, r in rows.items()}
+    # No orphan: every fenrir container of the test belongs to an active record, at its address.
+    assert set(containers) == set(active), (containers, active)
+    for label, c in containers.items():
+        assert c["status"] == "running" and c["ip"] == active[label]["ip"] and c["id"] == active[label]["container_id"]
+    # No leaked address: exactly one reserved address per node, the first three of the pool.
+    assert sorted(r["ip"] for r in active.values()) == ["172.24.0.10", "172.24.0.11", "172.24.0.12"]
+    assert all(r["ip_int"] is not None for r in active.values())
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_killed_run_then_rerun_converges(fleet, point):
+    fleet.set_hosts(HOSTS)
+    killed = fleet.play("provision.yml", env={"FENRIR_FAULT_POINT": point}, check=False)
+    assert killed.rc != 0, "the fault point %s was never reached" % point
+    fleet.play("provision.yml")
+    assert_converged(fleet)
+    assert fleet.play("provision.yml").changed() == 0
+
+
+def test_failed_node_is_cleaned_up_and_retried(fleet):
+    broken = "raise RuntimeError('boom at import')\n"
+    fleet.set_hosts({"it-a": {}, "it-b": {"knarr_node_echo_source": broken}})
+    result = fleet.play("provision.yml", check=False)
+    assert result.rc != 0
+    assert "it-b" in result.errors() and "exited" in result.errors()
+    rows = fleet.rows()
+    assert rows["it-a"]["status"] == "online"
+    assert rows["it-b"]["status"] == "failed" and "exited" in rows["it-b"]["reason"]
+    assert "it-b" not in fleet.containers()  # the container it got was removed
+    fleet.set_hosts({"it-a": {}, "it-b": {}})
+    fleet.play("provision.yml")
+    assert fleet.rows()["it-b"]["status"] == "online" and fleet.rows()["it-b"]["reason"] is None
+    assert CLIENT.containers.get("fenrir-it-b").status == "running"
