@@ -60,6 +60,7 @@ EXAMPLES = r"""
 plugin: fenrir.fleet.fleet
 db: ../state/fleet.db
 
+---
 # With the constructed features: group by provider, a variable composed from registry fields,
 # and a group of the nodes that have no identity yet.
 plugin: fenrir.fleet.fleet

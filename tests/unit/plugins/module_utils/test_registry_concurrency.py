@@ -153,3 +153,28 @@ def test_concurrent_processes_never_share_an_address(tmp_path, fresh):
     assert [e["height"] for e in entries] == list(range(1, len(entries) + 1))
     # every distinct-label process wrote its own entries (a shared-label one may have found all done)
     assert len({e["actor"] for e in entries}) > DISTINCT_WORKERS
+
+
+def test_first_open_waits_for_a_writer_instead_of_failing(tmp_path):
+    """Adopting an original-skill fleet.db (rollback journal) while another connection is writing it:
+    the switch to WAL and the migration wait for the writer and keep its change."""
+    import threading
+    db = str(tmp_path / "fleet.db")
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE fleet_nodes (label TEXT PRIMARY KEY, ip, status TEXT DEFAULT 'provisioning')")
+    other.execute("INSERT INTO fleet_nodes (label, ip) VALUES ('old', '10.50.0.10')")
+    other.execute("BEGIN IMMEDIATE")                           # another writer holds the file ...
+    other.execute("UPDATE fleet_nodes SET status = 'online'")   # ... for half a second
+    timer = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    timer.start()
+    try:
+        t0 = time.time()
+        with Registry(db, actor="late") as reg:
+            waited = time.time() - t0
+            assert reg.schema_version == 2 and reg.get("old")["ip"] == "10.50.0.10"
+            assert reg.get("old")["status"] == "online"
+            assert reg.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert waited >= 0.3
+    finally:
+        timer.join()
+        other.close()
