@@ -73,6 +73,73 @@ def knarr_node_id(node_db_b64, label=None):
         raise AnsibleFilterError(str(exc))
 
 
+# Role variable (without the knarr_node_ prefix) -> node setting.  Every setting can be set per host.
+ROLE_SETTINGS = dict(
+    label="label", location="location", ip="ip", nonce="nonce", image="image", network="network", memory="memory",
+    pids_limit="pids_limit", restart_policy="restart_policy", port="node_port", sidecar_port="sidecar_port",
+    jurisdiction="jurisdiction", cockpit_port="cockpit_port", cockpit_bind="cockpit_bind", bootstrap="bootstrap",
+    upnp="upnp", provisioner_node_id="provisioner_node_id", provisioner_endpoint="provisioner_endpoint",
+    initial_credit="initial_credit", min_balance="min_balance", echo_source="echo_source", echo_price="echo_price",
+    echo_tags="echo_tags", config_overrides="config_overrides",
+)
+
+
+def _host_settings(host, hostvars, defaults, prefix="knarr_node_"):
+    vars_ = hostvars[host]
+    raw = {}
+    for var, key in ROLE_SETTINGS.items():
+        name = prefix + var
+        if name in vars_:
+            raw[key] = vars_[name]
+        elif var == "label":
+            raw[key] = host  # the role's default: the inventory host name
+        else:
+            raw[key] = defaults.get(var)
+    return raw
+
+
+def knarr_node_specs(hosts, hostvars, defaults):
+    """Every host's node settings, validated: the host's ``knarr_node_*`` variables over ``defaults``.
+
+    One call for the whole play instead of one task per host; fails naming the node and the field.
+    ``defaults`` maps role variable names without the prefix (``memory``, ``port``, ...) to values.
+    """
+    specs = []
+    for host in hosts:
+        raw = _host_settings(host, hostvars, defaults)
+        try:
+            specs.append(normalize_spec(raw))
+        except SpecError as exc:
+            raise AnsibleFilterError(str(exc))
+    return specs
+
+
+def knarr_node_identities(hosts, hostvars, defaults=None):
+    """{label: node_id} of every host that is given an identity (knarr_node_db_b64); validates each.
+
+    Errors name the node and the field and never contain the identity.
+    """
+    out = {}
+    for host in hosts:
+        vars_ = hostvars[host]
+        b64 = vars_["knarr_node_db_b64"] if "knarr_node_db_b64" in vars_ else (defaults or {}).get("db_b64")
+        if b64:
+            label = vars_["knarr_node_label"] if "knarr_node_label" in vars_ else host
+            out[label] = knarr_node_id(b64, label)
+    return out
+
+
+def knarr_allocation_requests(specs, hosts, hostvars):
+    """What fenrir.fleet.fleet_node needs for each node: label, pinned ip, location, nonce, identity."""
+    by_label = {}
+    for host in hosts:
+        vars_ = hostvars[host]
+        label = vars_["knarr_node_label"] if "knarr_node_label" in vars_ else host
+        by_label[label] = vars_["knarr_node_db_b64"] if "knarr_node_db_b64" in vars_ else None
+    return [dict(label=s["label"], ip=s.get("ip"), location=s.get("location"), nonce=s.get("nonce"),
+                 node_db_b64=by_label.get(s["label"]) or None) for s in specs]
+
+
 def knarr_images(specs):
     """{image: [labels of the nodes that use it]} for a list of node settings."""
     images = {}
@@ -85,4 +152,6 @@ class FilterModule:
     def filters(self):
         return dict(knarr_toml=knarr_toml, knarr_config=knarr_config, knarr_payload=knarr_payload,
                     knarr_node_spec=knarr_node_spec, knarr_images=knarr_images,
-                    knarr_node_id=knarr_node_id)
+                    knarr_node_id=knarr_node_id, knarr_node_specs=knarr_node_specs,
+                    knarr_node_identities=knarr_node_identities,
+                    knarr_allocation_requests=knarr_allocation_requests)

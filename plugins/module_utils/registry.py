@@ -24,7 +24,7 @@ import socket
 import sqlite3
 import time
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 1: the original skill's fleet_nodes; 2: nodes + audit; 3: + pool_cursor
 STATUSES = ("provisioning", "running", "online", "failed", "destroyed")
 ACTIVE_STATUSES = ("provisioning", "running", "online", "failed")
 DEFAULT_SUBNET = "172.21.0.0/24"
@@ -66,6 +66,12 @@ CREATE TABLE IF NOT EXISTS nodes (
     CHECK (ip_int IS NULL OR status != 'destroyed')
 );
 CREATE INDEX IF NOT EXISTS nodes_status ON nodes (status);
+CREATE TABLE IF NOT EXISTS pool_cursor (
+    lo INTEGER NOT NULL,
+    hi INTEGER NOT NULL,
+    lowest_free INTEGER NOT NULL,
+    PRIMARY KEY (lo, hi)
+);
 CREATE TABLE IF NOT EXISTS audit (
     height INTEGER PRIMARY KEY,
     ts REAL NOT NULL,
@@ -453,23 +459,42 @@ class Registry:
         return row["label"] if row else None
 
     def next_free(self, pool):
-        """The lowest free address of the pool, found by SQLite over the ip_int index.
+        """The lowest free address of the pool, in O(log n) however full the registry is.
 
-        Candidates are the pool's first address and every reserved address + 1; the first
-        candidate inside the pool that nobody holds is the answer.  Python sees one row.
+        ``pool_cursor`` remembers, per pool, an address below which every address is held
+        (moved up on allocation, down when an address is freed).  If that address is free it is
+        the answer (one index probe); otherwise SQLite walks the ip_int index from there to the
+        first gap and stops.  Python sees one row; no query reads every record.
         """
         lo, hi = int(pool.start), int(pool.end)
-        row = self.conn.execute(
-            """
-            SELECT c FROM (
-                SELECT :lo AS c
-                UNION ALL
-                SELECT ip_int + 1 FROM nodes WHERE ip_int >= :lo AND ip_int < :hi
-            ) WHERE c BETWEEN :lo AND :hi
-              AND NOT EXISTS (SELECT 1 FROM nodes WHERE ip_int = c)
-            ORDER BY c LIMIT 1
-            """, dict(lo=lo, hi=hi)).fetchone()
-        return row[0] if row else None
+        row = self.conn.execute("SELECT lowest_free FROM pool_cursor WHERE lo = ? AND hi = ?", (lo, hi)).fetchone()
+        start = max(lo, row[0]) if row else lo
+        for origin in ((start, lo) if start > lo else (lo,)):
+            if origin <= hi and not self.conn.execute("SELECT 1 FROM nodes WHERE ip_int = ?", (origin,)).fetchone():
+                return origin
+            found = self.conn.execute(
+                """
+                SELECT n.ip_int + 1 FROM nodes n
+                WHERE n.ip_int >= :origin AND n.ip_int < :hi
+                  AND NOT EXISTS (SELECT 1 FROM nodes m WHERE m.ip_int = n.ip_int + 1)
+                ORDER BY n.ip_int LIMIT 1
+                """, dict(origin=origin, hi=hi)).fetchone()
+            if found:
+                return found[0]
+            # Nothing free above the cursor: look again from the pool's start (a stale cursor).
+        return None
+
+    def _cursor_allocated(self, pool, ip_int):
+        lo, hi = int(pool.start), int(pool.end)
+        if lo <= ip_int <= hi:
+            # next_free() returned the lowest free address, so everything up to it is now held.
+            self.conn.execute(
+                "INSERT INTO pool_cursor (lo, hi, lowest_free) VALUES (?, ?, ?)"
+                " ON CONFLICT (lo, hi) DO UPDATE SET lowest_free = excluded.lowest_free", (lo, hi, ip_int + 1))
+
+    def _cursor_freed(self, ip_int):
+        self.conn.execute("UPDATE pool_cursor SET lowest_free = ? WHERE lo <= ? AND hi >= ? AND lowest_free > ?",
+                          (ip_int, ip_int, ip_int, ip_int))
 
     # -- writes (call inside transaction())
     def _insert(self, record):
@@ -500,6 +525,8 @@ class Registry:
             return False
         changes["updated_at"] = time.time()
         self._update(label, changes)
+        if "ip_int" in changes and before["ip_int"] is not None and changes["ip_int"] != before["ip_int"]:
+            self._cursor_freed(before["ip_int"])
         self._audit(action, label, before, self.get_row(label))
         return True
 
@@ -544,6 +571,8 @@ class Registry:
                     ip_int = int(previous)
             if ip_int is None:
                 ip_int = self.next_free(pool)
+                if ip_int is not None:
+                    self._cursor_allocated(pool, ip_int)
             if ip_int is None:
                 raise RegistryError("address pool %s-%s is exhausted (%d addresses, all held)"
                                     % (pool.start, pool.end, pool.size), label=label, field="ip")

@@ -81,7 +81,7 @@ def original(request, tmp_path):
 
 def test_adoption_keeps_every_row_and_reserves_addresses(original):
     with Registry(original, actor="adopt") as reg:
-        assert reg.schema_version == SCHEMA_VERSION == 2
+        assert reg.schema_version == SCHEMA_VERSION == 3
         nodes = {n["label"]: n for n in reg.all()}
         assert sorted(nodes) == sorted([r[0] for r in ROWS] + ["defaulted"])
         assert nodes["online"]["status"] == "online" and nodes["online"]["ip"] == "172.21.0.10"
@@ -193,7 +193,7 @@ def test_reopening_a_schema_2_db_is_a_no_op(original):
     audit = conn.execute("SELECT * FROM audit ORDER BY height").fetchall()
     conn.close()
     with Registry(original, actor="again") as reg:
-        assert reg.schema_version == 2
+        assert reg.schema_version == 3
         assert reg.verify()["ok"]
     conn = sqlite3.connect(original)
     assert conn.execute("SELECT * FROM nodes ORDER BY label").fetchall() == nodes
@@ -220,7 +220,7 @@ def test_unknown_newer_schema_is_refused(tmp_path):
 def test_check_mode_does_not_adopt(original):
     before = all_file_bytes(original)[original]
     with Registry(original, actor="plan", check_mode=True) as reg:
-        assert reg.schema_version == 2          # planned on a scratch copy
+        assert reg.schema_version == 3          # planned on a scratch copy
         with reg.transaction():
             assert reg.ensure(dict(label="new"), POOL)[1]["ip"] == "172.21.0.12"
     assert all_file_bytes(original)[original] == before

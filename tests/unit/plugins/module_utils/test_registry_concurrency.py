@@ -171,10 +171,35 @@ def test_first_open_waits_for_a_writer_instead_of_failing(tmp_path):
         t0 = time.time()
         with Registry(db, actor="late") as reg:
             waited = time.time() - t0
-            assert reg.schema_version == 2 and reg.get("old")["ip"] == "10.50.0.10"
+            assert reg.schema_version == 3 and reg.get("old")["ip"] == "10.50.0.10"
             assert reg.get("old")["status"] == "online"
             assert reg.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert waited >= 0.3
     finally:
         timer.join()
         other.close()
+
+
+def test_fresh_file_being_created_by_another_process_is_waited_for(tmp_path):
+    """The race of processes opening a registry that does not exist yet, made deterministic: one has
+    created the empty file and holds its write lock (it is about to switch it to WAL and migrate).
+    SQLite refuses the second one's switch to WAL at once, without its busy handler -- the registry
+    must wait for the first one, not fail with 'database is locked'."""
+    import threading
+    db = str(tmp_path / "fleet.db")
+    first = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    first.execute("BEGIN IMMEDIATE")
+    assert os.path.getsize(db) == 0
+    timer = threading.Timer(0.5, lambda: first.execute("ROLLBACK"))
+    timer.start()
+    try:
+        t0 = time.time()
+        with Registry(db, actor="second") as reg:
+            assert reg.schema_version == 3
+            assert reg.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            with reg.transaction():
+                assert reg.ensure(dict(label="a"), Pool(*POOL_ARGS))[1]["ip"] == "10.50.0.10"
+        assert time.time() - t0 >= 0.3
+    finally:
+        timer.join()
+        first.close()
