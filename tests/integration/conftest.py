@@ -38,14 +38,24 @@ def pytest_collection_modifyitems(items):
 
 
 def remove_leftovers():
-    for c in CLIENT.containers.list(all=True, filters={"label": "fenrir.fleet.role=knarr-node"}):
+    """Remove the test fleet's containers and network, tolerating ones that vanish meanwhile."""
+    from docker.errors import NotFound
+    for c in CLIENT.containers.list(all=True, filters={"label": "fenrir.fleet.role=knarr-node"}, ignore_removed=True):
         if c.labels.get("fenrir.fleet.label", "").startswith(LABEL_PREFIX):
-            c.remove(force=True)
+            try:
+                c.remove(force=True)
+            except NotFound:
+                pass
     for n in CLIENT.networks.list(names=[NETWORK]):
-        n.reload()
-        for c in n.containers:
-            c.remove(force=True)
-        n.remove()
+        try:
+            for cid in (CLIENT.api.inspect_network(n.id).get("Containers") or {}):
+                try:
+                    CLIENT.api.remove_container(cid, force=True)
+                except NotFound:
+                    pass
+            n.remove()
+        except NotFound:
+            pass
 
 
 class Fleet:
