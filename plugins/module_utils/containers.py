@@ -72,6 +72,7 @@ class NodeWork:
         self.after = None
         self.boot_seconds = None
         self.registry_status = None
+        self.compared = None
 
     @property
     def changed(self):
@@ -88,8 +89,16 @@ class NodeWork:
 
 # --------------------------------------------------------------------------- file helpers
 
+def content_mtime(data):
+    """The modification time a file is written with: derived from its content, so a later look at
+    size, mode and mtime alone (one HEAD request) tells whether it is still what was written."""
+    return 1500000000 + int(hashlib.sha256(data).hexdigest()[:8], 16) % 100000000
+
+
 def make_tar(files):
-    """An in-memory tar of ``{absolute path: (bytes, mode)}``, rooted at '/', with parent dirs."""
+    """An in-memory tar of ``{absolute path: (bytes, mode)}``, rooted at '/', with parent dirs.
+
+    Each file's mtime is :func:`content_mtime` of its bytes."""
     buf = io.BytesIO()
     dirs = set()
     for path in files:
@@ -109,7 +118,7 @@ def make_tar(files):
             info = tarfile.TarInfo(path.lstrip("/"))
             info.size = len(data)
             info.mode = mode
-            info.mtime = now
+            info.mtime = content_mtime(data)
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
@@ -134,6 +143,31 @@ def read_files(api, container, paths):
             if path in paths and member.isfile():
                 found[path] = (tar.extractfile(member).read(), member.mode & 0o7777)
     return {p: found.get(p) for p in paths}
+
+
+def stat_file(api, container, path):
+    """(size, mode, mtime) of a path in a container from a HEAD request (no archive is made), or None."""
+    import base64
+    import calendar
+    import json
+    import re
+    response = api.head(api._url("/containers/{0}/archive", container), params={"path": path})
+    if response.status_code == 404:
+        return None
+    api._raise_for_status(response)
+    stat = json.loads(base64.b64decode(response.headers["X-Docker-Container-Path-Stat"]))
+    m = re.match(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)", stat.get("mtime") or "")
+    mtime = calendar.timegm(tuple(int(x) for x in m.groups()) + (0, 0, 0)) if m else None
+    is_regular = not (stat.get("mode", 0) & 0xFFF00000)  # Go FileMode type bits
+    return (stat.get("size"), stat.get("mode", 0) & 0o7777, mtime) if is_regular else ("not a file", 0, None)
+
+
+def quick_same(stat, desired):
+    """Size, mode and content-derived mtime all match what writing ``desired`` would give."""
+    if stat is None:
+        return False
+    data = bytes(desired[0])
+    return stat == (len(data), desired[1], content_mtime(data))
 
 
 def read_file(api, container, path):
@@ -202,11 +236,26 @@ def recreate_reasons(current, desired):
     return reasons
 
 
+class IdentityFile:
+    """A node.db wanted in a container, known by its seed; its bytes are built once, when needed."""
+
+    def __init__(self, seed):
+        self.seed = seed
+        self._bytes = None
+
+    def __bytes__(self):
+        if self._bytes is None:
+            self._bytes = ident.build_node_db(self.seed)
+        return self._bytes
+
+
 def file_view(path, content):
     """How a file appears in diffs: text as text, node.db only as the identity it holds."""
     if content is None:
         return None
     data, mode = content
+    if isinstance(data, IdentityFile):
+        return "<knarr identity node_id=%s mode=%04o>" % (ident.node_id_from_seed(data.seed), mode)
     if path.endswith(".db"):
         seed = identity_of(data)
         return "<knarr identity node_id=%s mode=%04o>" % (ident.node_id_from_seed(seed) if seed else "none", mode)
@@ -221,9 +270,13 @@ def same_file(path, current, desired):
         return False
     if current[1] != desired[1]:
         return False
-    if path.endswith(".db"):
+    if current is desired:
+        return True
+    if isinstance(desired[0], IdentityFile):
+        if isinstance(current[0], IdentityFile):
+            return hmac.compare_digest(current[0].seed, desired[0].seed)
         seed = identity_of(current[0])
-        return seed is not None and hmac.compare_digest(seed, identity_of(desired[0]))
+        return seed is not None and hmac.compare_digest(seed, desired[0].seed)
     return current[0] == desired[0]
 
 
@@ -269,13 +322,39 @@ class Reconciler:
         return problems
 
     def run(self, works):
-        if len(works) <= 1 or self.parallelism == 1:
-            for work in works:
-                self._one(work)
-        else:
-            with ThreadPoolExecutor(max_workers=min(self.parallelism, len(works))) as pool:
-                list(pool.map(self._one, works))
+        """Reconcile every node (``parallelism`` at a time), then wait for all of them at once.
+
+        Waiting is I/O, not engine work: a node booting does not hold a slot another node
+        could use to be created and started.
+        """
+        with ThreadPoolExecutor(max_workers=max(1, min(self.parallelism, len(works)))) as pool:
+            list(pool.map(self._one, works))
+        if self.wait and not self.check_mode:
+            waiting = [w for w in works if not w.failed]
+            if waiting:
+                with ThreadPoolExecutor(max_workers=min(64, len(waiting))) as pool:
+                    list(pool.map(self._wait_one, waiting))
         return works
+
+    def _wait_one(self, work):
+        try:
+            self._wait(work)
+        except (APIError, ProbeError, OSError) as exc:
+            work.failed = True
+            work.reason = work.reason or _reason(exc)
+        if work.failed and work.actions:
+            self._remove_failed(work)
+
+    def diff_views(self, work):
+        """(before, after) of a node for diff output; node.db shown only as the node id it holds."""
+        if getattr(work, "compared", None) is None:
+            return None, None
+        current, desired, current_files, desired_files = work.compared
+        before = dict(container=_public_view(current),
+                      files={p: file_view(p, current_files[p]) for p in sorted(desired_files)})
+        after = dict(container=_public_view(desired),
+                     files={p: file_view(p, desired_files[p]) for p in sorted(desired_files)})
+        return before, after
 
     # -- one node
     def _inspect(self, name):
@@ -310,7 +389,7 @@ class Reconciler:
     def _reconcile(self, work):
         spec = work.spec
         desired_files = dict(work.files)
-        desired_files[NODE_DB_PATH] = (ident.build_node_db(work.seed), 0o600)
+        desired_files[NODE_DB_PATH] = (IdentityFile(work.seed), 0o600)
         image_id = self.image_id(spec["image"])
         desired = desired_view(work, image_id)
         info = self._inspect(work.name)
@@ -324,13 +403,16 @@ class Reconciler:
         if fresh:
             current_files = {p: None for p in desired_files}
         else:
-            current_files = read_files(self.api, work.name, list(desired_files))
+            # Quick check first (one HEAD per file); bytes are read only for files that fail it.
+            current_files = {}
+            for path, want in desired_files.items():
+                if quick_same(stat_file(self.api, work.name, path), want):
+                    current_files[path] = want
+            unsure = [p for p in desired_files if p not in current_files]
+            if unsure:
+                current_files.update(read_files(self.api, work.name, unsure))
         to_put = {p: c for p, c in desired_files.items() if not same_file(p, current_files[p], c)}
-
-        work.before = dict(container=_public_view(current),
-                           files={p: file_view(p, current_files[p]) for p in sorted(desired_files)})
-        work.after = dict(container=_public_view(desired),
-                          files={p: file_view(p, desired_files[p]) for p in sorted(desired_files)})
+        work.compared = (current, desired, current_files, desired_files)
         running = current is not None and current["state"] == "running" and not fresh
 
         if self.check_mode:
@@ -358,7 +440,7 @@ class Reconciler:
         else:
             work.container_id = info["Id"]
         if to_put:
-            self.api.put_archive(work.name, "/", make_tar(to_put))
+            self.api.put_archive(work.name, "/", make_tar({p: (bytes(c), m) for p, (c, m) in to_put.items()}))
             work.actions.append("put %s" % ", ".join(sorted(posixpath.basename(p) for p in to_put)))
             fault_point("after_put")
         if not running:
@@ -369,8 +451,6 @@ class Reconciler:
             self.api.restart(work.name, timeout=5)
             work.actions.append("restart")
         work.state = "running"
-        if self.wait:
-            self._wait(work)
 
     def _create(self, work):
         spec = work.spec

@@ -243,12 +243,16 @@ def reconcile_containers(params, client, check_mode):
     results = [w.result(check_mode) for w in works]
     changed = any(w.changed for w in works)
     failed = [w for w in works if w.failed]
+    before, after = {}, {}
+    if params.get("_diff"):
+        for w in works:
+            if w.changed:
+                before[w.label], after[w.label] = rec.diff_views(w)
     return dict(
         changed=changed,
         nodes=results,
         failed_nodes=[w.label for w in failed],
-        diff=dict(before={w.label: w.before for w in works if w.changed or check_mode and w.actions},
-                  after={w.label: w.after for w in works if w.changed or check_mode and w.actions}),
+        diff=dict(before=before, after=after),
         msg=("%d of %d nodes failed: %s" % (len(failed), len(works), "; ".join(w.reason for w in failed))
              if failed else "%d nodes reconciled" % len(works)),
     )

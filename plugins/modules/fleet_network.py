@@ -75,34 +75,12 @@ network:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
-    DockerException, docker_argument_spec, make_client, require_docker)
-from ansible_collections.fenrir.fleet.plugins.module_utils.network import NetworkError, ensure_network
+from ansible_collections.fenrir.fleet.plugins.module_utils.module_specs import SPECS, run_module
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=docker_argument_spec(
-            name=dict(type="str", default="fenrir-fleet"),
-            subnet=dict(type="str", default="172.21.0.0/24"),
-            gateway=dict(type="str", default="172.21.0.1"),
-            driver=dict(type="str", default="bridge"),
-            images=dict(type="raw"),
-            labels=dict(type="dict"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-        ),
-        supports_check_mode=True,
-    )
-    require_docker(module)
-    try:
-        result = ensure_network(make_client(module.params).api, module.params, module.check_mode)
-    except (NetworkError, ValueError) as exc:
-        module.fail_json(msg=str(exc))
-    except DockerException as exc:
-        module.fail_json(msg="Docker engine error: %s" % exc)
-    if not module._diff:
-        result.pop("diff", None)
-    module.exit_json(**result)
+    # On the controller the action plugin of the same name runs this in-process; elsewhere this runs.
+    run_module(AnsibleModule(supports_check_mode=True, **SPECS["fleet_network"]), "fleet_network")
 
 
 if __name__ == "__main__":

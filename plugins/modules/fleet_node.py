@@ -164,51 +164,12 @@ db:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.fleet_ops import FleetError, registry_node
-
-NODE_OPTIONS = dict(
-    label=dict(type="str"),
-    ip=dict(type="str"),
-    location=dict(type="str"),
-    nonce=dict(type="str"),
-    server_id=dict(type="str"),
-    provider=dict(type="str", default="docker"),
-    node_db_b64=dict(type="str", no_log=True),
-    status=dict(type="str", choices=["provisioning", "running", "online", "failed"]),
-    reason=dict(type="str"),
-    node_id=dict(type="str"),
-    container_id=dict(type="str"),
-)
+from ansible_collections.fenrir.fleet.plugins.module_utils.module_specs import SPECS, run_module
 
 
 def main():
-    node_options = {k: dict(v) for k, v in NODE_OPTIONS.items()}
-    node_options["label"]["required"] = True
-    module = AnsibleModule(
-        argument_spec=dict(
-            db=dict(type="path", required=True),
-            key_file=dict(type="path", no_log=False),
-            nodes=dict(type="list", elements="dict", options=node_options),
-            labels=dict(type="list", elements="str"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            identity=dict(type="bool", default=True),
-            subnet=dict(type="str", default="172.21.0.0/24"),
-            gateway=dict(type="str", default="172.21.0.1"),
-            pool_start=dict(type="str", default="172.21.0.10"),
-            pool_end=dict(type="str", default="172.21.0.249"),
-            **NODE_OPTIONS
-        ),
-        mutually_exclusive=[("label", "nodes", "labels")],
-        required_one_of=[("label", "nodes", "labels")],
-        supports_check_mode=True,
-    )
-    try:
-        result = registry_node(module.params, module.check_mode)
-    except FleetError as exc:
-        module.fail_json(msg=str(exc))
-    if not module._diff:
-        result.pop("diff", None)
-    module.exit_json(**result)
+    # On the controller the action plugin of the same name runs this in-process; elsewhere this runs.
+    run_module(AnsibleModule(supports_check_mode=True, **SPECS["fleet_node"]), "fleet_node")
 
 
 if __name__ == "__main__":

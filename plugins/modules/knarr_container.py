@@ -118,40 +118,12 @@ failed_nodes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
-    DockerException, docker_argument_spec, make_client, require_docker)
-from ansible_collections.fenrir.fleet.plugins.module_utils.fleet_ops import FleetError, reconcile_containers
+from ansible_collections.fenrir.fleet.plugins.module_utils.module_specs import SPECS, run_module
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=docker_argument_spec(
-            registry=dict(type="path", required=True),
-            key_file=dict(type="path", no_log=False),
-            nodes=dict(type="list", elements="dict", required=True),
-            state=dict(type="str", choices=["started", "probed", "absent"], default="started"),
-            parallelism=dict(type="int", default=8),
-            wait=dict(type="bool", default=True),
-            boot_timeout=dict(type="int", default=60),
-        ),
-        supports_check_mode=True,
-    )
-    require_docker(module)
-    for node in module.params["nodes"]:
-        if node.get("node_db_b64"):
-            module.no_log_values.add(node["node_db_b64"])
-    try:
-        client = make_client(module.params, max_pool_size=max(8, module.params["parallelism"]))
-        result = reconcile_containers(module.params, client, module.check_mode)
-    except (FleetError, ValueError) as exc:
-        module.fail_json(msg=str(exc))
-    except DockerException as exc:
-        module.fail_json(msg="Docker engine error: %s" % exc)
-    if not module._diff:
-        result.pop("diff", None)
-    if result["failed_nodes"]:
-        module.fail_json(**result)
-    module.exit_json(**result)
+    # On the controller the action plugin of the same name runs this in-process; elsewhere this runs.
+    run_module(AnsibleModule(supports_check_mode=True, **SPECS["knarr_container"]), "knarr_container")
 
 
 if __name__ == "__main__":
