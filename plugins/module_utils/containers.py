@@ -526,13 +526,12 @@ def remove_containers(client, names, check_mode=False, parallelism=8):
     results = {}
 
     def one(name):
-        try:
-            client.api.inspect_container(name)
-        except NotFound:
-            results[name] = "absent"
-            return
         if check_mode:
-            results[name] = "removed"
+            try:
+                client.api.inspect_container(name)
+                results[name] = "removed"
+            except NotFound:
+                results[name] = "absent"
             return
         try:
             client.api.remove_container(name, force=True)
