@@ -96,13 +96,17 @@ def make_client(params, max_pool_size=16):
             assert_hostname=t["assert_hostname"] if t["verify"] else False,
         )
         conn["base_url"] = conn["base_url"].replace("tcp://", "https://", 1)
-    return docker.DockerClient(
-        base_url=conn["base_url"],
-        tls=tls_config,
-        timeout=conn["timeout"],
-        version="auto",
-        max_pool_size=max_pool_size,
-    )
+    try:
+        return docker.DockerClient(
+            base_url=conn["base_url"],
+            tls=tls_config,
+            timeout=conn["timeout"],
+            version="auto",
+            max_pool_size=max_pool_size,
+        )
+    except DockerException as exc:
+        raise DockerException("cannot reach the Docker engine at %s (is it running? see scripts/ensure-docker): %s"
+                              % (conn["base_url"], exc))
 
 
 def require_docker(module):
