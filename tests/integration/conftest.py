@@ -112,7 +112,8 @@ class Fleet:
     # -- what is there, seen from outside
     def containers(self):
         out = {}
-        for c in CLIENT.containers.list(all=True, filters={"label": "fenrir.fleet.role=knarr-node"}):
+        mine = {"label": ["fenrir.fleet.role=knarr-node", "fenrir.fleet.registry=%s" % os.path.abspath(self.registry)]}
+        for c in CLIENT.containers.list(all=True, filters=mine, ignore_removed=True):
             if c.labels.get("fenrir.fleet.label", "").startswith(LABEL_PREFIX):
                 nets = c.attrs["NetworkSettings"]["Networks"]
                 out[c.labels["fenrir.fleet.label"]] = dict(
