@@ -1,6 +1,6 @@
 # fenrir.fleet -- two commands for a newcomer:
 #   make provision   set everything up on this machine and run the main job (3 local nodes)
-#   make test        unit tests, the Molecule scenario and a benchmark smoke run
+#   make test        ansible-lint, unit + integration tests, the Molecule scenario, a benchmark smoke run
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -64,12 +64,13 @@ bench: venv image
 	$(PY) bench/fleet_bench.py --nodes $(BENCH_NODES)
 
 test: venv image
+	ansible-lint
 	$(PY) -m pytest -q tests
 	molecule test
 	$(PY) bench/fleet_bench.py --nodes 3 --skip-baselines
 
 lint: venv
-	ansible-lint --profile production
+	ansible-lint
 
 doc: venv
 	@for m in plugins/modules/*.py; do n=$$(basename $$m .py); ansible-doc -t module fenrir.fleet.$$n >/dev/null && echo "ok  $$n"; done
