@@ -58,7 +58,7 @@ molecule: venv image
 	molecule test
 
 bench-smoke: venv image
-	$(PY) bench/fleet_bench.py --nodes 3 --skip-baselines
+	$(PY) bench/fleet_bench.py --nodes 3 --skip-baselines --results bench/results/smoke.json
 
 bench: venv image
 	$(PY) bench/fleet_bench.py --nodes $(BENCH_NODES)
@@ -67,7 +67,7 @@ test: venv image
 	ansible-lint
 	$(PY) -m pytest -q tests
 	molecule test
-	$(PY) bench/fleet_bench.py --nodes 3 --skip-baselines
+	$(PY) bench/fleet_bench.py --nodes 3 --skip-baselines --results bench/results/smoke.json
 
 lint: venv
 	ansible-lint

@@ -5,7 +5,9 @@
     python bench/fleet_bench.py --nodes 3 --skip-baselines     # smoke run (make test)
 
 One run on the local Docker engine, same image, same network (fenrir-fleet), same address block,
-one phase after another (each phase's containers are removed before the next):
+one phase after another (each phase's containers are removed before the next), in the order
+cli, community.docker loop, floor, fenrir.fleet, floor again (the floor brackets what it is compared
+with; ratios use the mean of the two samples):
 
   floor        Docker API from Python, ThreadPoolExecutor(8): build files, create, put_archive,
                start, wait for echo; then remove all (force) with the same pool = floor removal
@@ -37,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,7 +60,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils import identity as id
 from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_config as kc  # noqa: E402
 from ansible_collections.fenrir.fleet.plugins.module_utils.containers import make_tar  # noqa: E402
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (  # noqa: E402
-    NotFound, make_client)
+    APIError, NotFound, make_client)
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_probe import (  # noqa: E402
     ProbeError, probe_once, wait_until_alive)
 
@@ -319,6 +322,12 @@ def phase_floor(client, ips, group_vars, problems):
     names = ["bench-floor-%03d" % (i + 1) for i in range(len(ips))]
 
     def one(i):
+        try:
+            return _one(i)
+        except APIError as exc:
+            return "%s (%s): Docker API error: %s" % (names[i], ips[i], getattr(exc, "explanation", None) or exc)
+
+    def _one(i):
         if STOP.is_set():
             return None
         name, ip = names[i], str(ips[i])
@@ -559,11 +568,12 @@ def snapshot(client, registry, tmp_root):
     return dict(containers=containers, files=files)
 
 
-def phase_collection(client, count, first_ip, last_ip, group_vars, work, logs, problems, tmp_root):
+def phase_collection(client, count, first_ip, last_ip, group_vars, work, logs, problems, tmp_root, result):
+    """Fills `result` as it goes, so the rows measured before a failure are still reported."""
     registry = work / "registry" / "fleet.db"
     inv = work / "hosts.yml"
     env = ansible_env()
-    result = dict(nodes=count)
+    result["nodes"] = count
 
     def play(key, playbook, *extra, hosts=count, expect_changed_zero=False):
         write_inventory(inv, registry, hosts, group_vars, first_ip, last_ip)
@@ -581,8 +591,10 @@ def phase_collection(client, count, first_ip, last_ip, group_vars, work, logs, p
         if res["rc"] != 0:
             raise BenchFailure("fenrir.fleet %s failed (rc=%d); log %s:\n%s"
                                % (key, res["rc"], res["log"], tail(res["out"], 40)))
-        if rc["hosts"] != hosts:
-            problems.append("fenrir.fleet %s: recap lists %d hosts, expected %d" % (key, rc["hosts"], hosts))
+        # (The recap lists only hosts that ran a task: with run_once roles that may be one host.)
+        if rc["hosts"] == 0 or rc["failed"] or rc["unreachable"]:
+            problems.append("fenrir.fleet %s: recap shows %d hosts, failed=%d, unreachable=%d"
+                            % (key, rc["hosts"], rc["failed"], rc["unreachable"]))
         if expect_changed_zero and rc["changed"] != 0:
             problems.append("fenrir.fleet %s: reported changed=%d, expected changed=0 (log %s)"
                             % (key, rc["changed"], res["log"]))
@@ -614,7 +626,17 @@ def phase_collection(client, count, first_ip, last_ip, group_vars, work, logs, p
                         % (changed_c or "none", changed_f or "none"))
     result["check"]["unchanged"] = before == after
 
-    play("decommission", "decommission.yml", hosts=total)
+    # Shrink: decommission the 5 added nodes (--limit), then the N of the first run, so that the
+    # decommission row compares N nodes with the floor's removal of N.
+    added = ",".join("bench-n%03d" % i for i in range(count + 1, total + 1))
+    play("shrink", "decommission.yml", "--limit", added, hosts=total)
+    rows = registry_rows(registry)
+    gone = sorted(lb for lb, r in rows.items() if r["status"] == "destroyed")
+    if gone != ["b%03d" % i for i in range(count + 1, total + 1)]:
+        problems.append("after shrink: destroyed records are %s, expected the %d added nodes" % (gone, EXPANSION))
+    problems.extend("after shrink: " + e for e in verify_fleet(client, registry, count))
+
+    play("decommission", "decommission.yml", hosts=count)
     left = [n for n in bench_containers(client, tmp_root) if FLEET_NAME_RE.match(n)]
     if left:
         problems.append("after decommission: containers remain: %s" % ", ".join(left))
@@ -651,7 +673,11 @@ def build_table(res):
         return "ok" if r <= target else "MISSED"
 
     if floor:
-        rows.append(("floor: Docker API, 8 threads, +echo wait", n, floor["wall"], 1.0, "floor", None, "", "-", "-"))
+        rows.append(("floor: Docker API, 8 threads, +echo wait" + (" (mean)" if len(floor["walls"]) > 1 else ""),
+                     n, floor["wall"], 1.0, "floor", None, "", "-", "-"))
+        if len(floor["walls"]) > 1:
+            rows.append(("  floor samples, before/after: %s" % " / ".join("%.2f" % w for w in floor["walls"]),
+                         "", None, None, "", None, "", "", ""))
     cli = res.get("cli")
     if cli:
         rows.append(("cli: docker CLI sequential (no echo wait)", n, cli["wall"], ratio(cli["wall"], floor.get("wall")),
@@ -685,18 +711,26 @@ def build_table(res):
         rows.append(("fenrir.fleet --check (nothing to change)", n + EXPANSION, p["wall"],
                      ratio(p["wall"], fl["provision"]["wall"]), "own 1st run", None,
                      "unchanged" if p.get("unchanged") else "CHANGED", p["changed"], mib(p["peak_pss_kib"])))
+    if fl.get("shrink"):
+        p = fl["shrink"]
+        rows.append(("fenrir.fleet shrink (-%d, --limit)" % EXPANSION, EXPANSION, p["wall"], None, "", None, "",
+                     p["changed"], mib(p["peak_pss_kib"])))
     if fl.get("decommission"):
         p = fl["decommission"]
         r = ratio(p["wall"], floor.get("removal"))
-        rows.append(("fenrir.fleet decommission", n + EXPANSION, p["wall"], r, "floor removal",
+        rows.append(("fenrir.fleet decommission", n, p["wall"], r, "floor removal",
                      TARGETS["decommission"], verdict(r, TARGETS["decommission"]), p["changed"],
                      mib(p["peak_pss_kib"])))
     if floor:
-        rows.append(("floor removal: Docker API rm -f, 8 threads", n, floor["removal"], 1.0, "floor removal", None,
+        rows.append(("floor removal: Docker API rm -f, 8 thr" + (" (mean)" if len(floor["removals"]) > 1 else ""), n, floor["removal"], 1.0, "floor removal", None,
                      "", "-", "-"))
+        if len(floor["removals"]) > 1:
+            rows.append(("  floor removal samples: %s" % " / ".join("%.2f" % w for w in floor["removals"]),
+                         "", None, None, "", None, "", "", ""))
 
     head = ("phase", "nodes", "wall s", "ratio", "ratio to", "target", "", "changed", "ctrl MiB")
-    body = [(a, str(b), "%.2f" % c, fmt_ratio(d), e, ("<=%.2fx" % f) if f else "", g, str(h), i)
+    body = [(a, str(b), "%.2f" % c if c is not None else "", fmt_ratio(d) if c is not None else "", e,
+             ("<=%.2fx" % f) if f else "", g, str(h), i)
             for a, b, c, d, e, f, g, h, i in rows]
     widths = [max(len(r[k]) for r in [head] + body) for k in range(len(head))]
     right = {1, 2, 3, 7, 8}
@@ -736,7 +770,7 @@ def main(argv=None):
 
     tmp_root = tempfile.gettempdir()
     results_path = Path(args.results)
-    logs = results_path.parent / "logs"
+    logs = results_path.parent / (results_path.stem + "-logs")
     logs.mkdir(parents=True, exist_ok=True)
     client = make_client({}, max_pool_size=16)
     problems = []
@@ -778,7 +812,8 @@ def main(argv=None):
         work = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
 
         if not args.skip_baselines:
-            res["floor"] = phase_floor(client, ips, group_vars, problems)
+            # The floor runs last of the baselines, right before the collection it is compared with
+            # (and once more after it): on a busy machine the load drifts over minutes.
             res["cli"] = phase_cli(client, ips, group_vars, work, problems)
             cd_count = min(args.cd_nodes or args.nodes, args.nodes)
             if cd_count < args.nodes:
@@ -786,17 +821,28 @@ def main(argv=None):
                     % (cd_count, args.nodes))
             res["community_docker"] = phase_community_docker(client, ips[:cd_count], group_vars, work, logs,
                                                              problems, args.nodes)
+            res["floor_samples"] = [phase_floor(client, ips, group_vars, problems)]
         res["fleet"] = {}
         try:
-            res["fleet"] = phase_collection(client, args.nodes, first, last, group_vars, work, logs, problems,
-                                            tmp_root)
+            phase_collection(client, args.nodes, first, last, group_vars, work, logs, problems, tmp_root,
+                             res["fleet"])
         except BenchFailure as exc:
             problems.append(str(exc))
+        if not args.skip_baselines:
+            # Second floor sample after the collection: the floor the collection is compared with is
+            # the mean of the samples taken right before and right after it (load drifts).
+            left = [n for n in bench_containers(client, tmp_root) if FLEET_NAME_RE.match(n)]
+            if left:  # a failed collection phase leaves its nodes on the addresses the floor needs
+                remove_all(client, left)
+            res["floor_samples"].append(phase_floor(client, ips, group_vars, problems))
     except KeyboardInterrupt:
         STOP.set()
         aborted = "interrupted"
     except BenchFailure as exc:
         problems.append(str(exc))
+    except Exception as exc:  # report it with the rest, after cleaning up
+        traceback.print_exc()
+        problems.append("unexpected %s: %s" % (type(exc).__name__, exc))
     finally:
         proc = CURRENT_CHILD["proc"]
         if proc is not None and proc.poll() is None:
@@ -812,6 +858,11 @@ def main(argv=None):
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
 
+    samples = res.get("floor_samples") or []
+    if samples:
+        res["floor"] = dict(nodes=args.nodes, wall=sum(x["wall"] for x in samples) / len(samples),
+                            removal=sum(x["removal"] for x in samples) / len(samples),
+                            walls=[x["wall"] for x in samples], removals=[x["removal"] for x in samples])
     res["total_seconds"] = round(time.monotonic() - t_start, 1)
     res["loadavg_end"] = os.getloadavg()
     res["problems"] = problems
@@ -826,7 +877,7 @@ def main(argv=None):
     print("ratio: wall / (ratio to). ctrl MiB: peak summed PSS of the ansible-playbook process tree, sampled at "
           "10 Hz (JSON also has summed RSS and the largest single process from wait4).")
     print("cli and community.docker files were rendered before timing; floor and fenrir.fleet build them inside.")
-    for key in ("provision", "rerun", "expansion", "decommission"):
+    for key in ("provision", "rerun", "expansion", "shrink", "decommission"):
         entry = (res.get("fleet") or {}).get(key)
         if entry and entry.get("slowest_tasks"):
             print("fenrir.fleet %-12s slowest tasks: %s" % (key, "; ".join(

@@ -101,8 +101,9 @@ def _host_settings(host, hostvars, defaults, prefix="knarr_node_"):
 def knarr_node_specs(hosts, hostvars, defaults):
     """Every host's node settings, validated: the host's ``knarr_node_*`` variables over ``defaults``.
 
-    One call for the whole play instead of one task per host; fails naming the node and the field.
-    ``defaults`` maps role variable names without the prefix (``memory``, ``port``, ...) to values.
+    One call for the whole play instead of one task per host; fails naming the node and the field,
+    when two hosts share a label, or when a given identity (``knarr_node_db_b64``) is not a knarr one.
+    ``defaults`` maps role variable names without the prefix (``memory``, ``port``, ``db_b64``, ...) to values.
     """
     specs = []
     for host in hosts:
@@ -111,6 +112,12 @@ def knarr_node_specs(hosts, hostvars, defaults):
             specs.append(normalize_spec(raw))
         except SpecError as exc:
             raise AnsibleFilterError(str(exc))
+    labels = [spec["label"] for spec in specs]
+    shared = sorted({label for label in labels if labels.count(label) > 1})
+    if shared:
+        raise AnsibleFilterError("several hosts share knarr_node_label %s; a label is one node" % ", ".join(shared))
+    # Given identities must be knarr identities (errors name the node; the identity is never shown).
+    knarr_node_identities(hosts, hostvars, {"db_b64": defaults.get("db_b64")})
     return specs
 
 
