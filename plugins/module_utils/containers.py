@@ -540,6 +540,7 @@ def remove_containers(client, names, check_mode=False, parallelism=8):
             results[name] = "absent"
         except APIError as exc:
             results[name] = "error: %s" % _reason(exc)
+
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(names) or 1))) as pool:
         list(pool.map(one, names))
     return results

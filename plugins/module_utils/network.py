@@ -24,6 +24,29 @@ def _subnets(net):
     return out
 
 
+def _drained(api, network_id, timeout=10.0):
+    """The network, once endpoints of containers that no longer exist are gone.
+
+    The engine releases a removed container's endpoint a moment after the removal returns; a
+    network removed right after its last node (decommission, then network absent) must wait for it.
+    """
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        net = api.inspect_network(network_id)
+        attached = list((net.get("Containers") or {}).keys())
+        live = []
+        for cid in attached:
+            try:
+                api.inspect_container(cid)
+                live.append(cid)
+            except NotFound:
+                pass
+        if live or not attached or time.monotonic() > deadline:
+            return net
+        time.sleep(0.1)
+
+
 def _image_present(api, image):
     try:
         api.inspect_image(image)
@@ -69,8 +92,7 @@ def ensure_network(api, params, check_mode):
     if state == "absent":
         if existing is None:
             return dict(changed=False, network=None, diff=dict(before=None, after=None))
-        if existing.get("Containers") and not check_mode:
-            existing = api.inspect_network(existing["Id"])
+        existing = _drained(api, existing["Id"]) if not check_mode else existing
         if existing.get("Containers"):
             raise NetworkError("network %s still has %d containers attached; decommission them first"
                                % (name, len(existing["Containers"])))
