@@ -7,7 +7,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import (
-    SpecError, build_config, normalize_spec, parse_payload, render_toml)
+    SpecError, build_config, normalize_spec, parse_payload, render_toml, validate_label)
 
 
 def knarr_toml(specs, allocations):
@@ -84,56 +84,109 @@ ROLE_SETTINGS = dict(
 )
 
 
-def _host_settings(host, hostvars, defaults, prefix="knarr_node_"):
-    vars_ = hostvars[host]
-    raw = {}
-    for var, key in ROLE_SETTINGS.items():
-        name = prefix + var
-        if name in vars_:
-            raw[key] = vars_[name]
-        elif var == "label":
-            raw[key] = host  # the role's default: the inventory host name
-        else:
-            raw[key] = defaults.get(var)
-    return raw
+PREFIX = "knarr_node_"
 
 
-def knarr_node_specs(hosts, hostvars, defaults):
+class _Settings:
+    """Each host's value of a role variable, resolved the way the role would see it on that host.
+
+    A run_once task templates its variables in the context of one host, but ``hostvars`` holds only
+    each host's inventory variables, facts and extra vars -- not role defaults, play or task vars.
+    So a host's own value comes from ``hostvars``; a host without one takes the value the play gives
+    the role (``context``: the variables as templated for ``context_host``), unless that value is
+    ``context_host``'s own inventory value, in which case it takes the role default (``role_defaults``).
+    """
+
+    def __init__(self, hostvars, context, context_host=None, role_defaults=None):
+        self.hostvars = hostvars
+        self.context = context or {}
+        self.role_defaults = role_defaults or {}
+        own = hostvars[context_host] if context_host is not None and role_defaults is not None else {}
+        self._fallback = {}
+        for var, value in self.context.items():
+            name = PREFIX + var
+            if name in own and own[name] == value:
+                value = self.role_defaults.get(name)  # context_host's own value: not the play's
+            self._fallback[var] = value
+
+    def get(self, host, var):
+        vars_ = self.hostvars[host]
+        if PREFIX + var in vars_:
+            return vars_[PREFIX + var]
+        if var == "label":
+            return host  # the role's default: the inventory host name
+        return self._fallback.get(var)
+
+
+def _labels(hosts, hostvars):
+    """Each host's label, validated; two hosts may not share one."""
+    labels = []
+    for host in hosts:
+        vars_ = hostvars[host]
+        label = vars_[PREFIX + "label"] if PREFIX + "label" in vars_ else host
+        try:
+            labels.append(validate_label(label))
+        except SpecError as exc:
+            raise AnsibleFilterError("host %s: %s" % (host, exc))
+    shared = sorted({label for label in labels if labels.count(label) > 1})
+    if shared:
+        raise AnsibleFilterError("several hosts share knarr_node_label %s; a label is one node" % ", ".join(shared))
+    return labels
+
+
+def knarr_node_labels(hosts, hostvars):
+    """Every host's node label (``knarr_node_label``, default the host name), validated and unique."""
+    return _labels(hosts, hostvars)
+
+
+def knarr_node_states(hosts, hostvars, state, context_host=None, role_defaults=None):
+    """The hosts split by their ``knarr_node_state``: ``{'present': [hosts], 'absent': [hosts]}``.
+
+    ``state`` is knarr_node_state as the run_once task sees it (on ``context_host``); see knarr_node_specs.
+    """
+    settings = _Settings(hostvars, {"state": state}, context_host, role_defaults)
+    out = {"present": [], "absent": []}
+    for host in hosts:
+        value = settings.get(host, "state")
+        if value not in out:
+            raise AnsibleFilterError("host %s, field 'knarr_node_state': %r is not one of present, absent"
+                                     % (host, value))
+        out[value].append(host)
+    return out
+
+
+def knarr_node_specs(hosts, hostvars, defaults, context_host=None, role_defaults=None):
     """Every host's node settings, validated: the host's ``knarr_node_*`` variables over ``defaults``.
 
     One call for the whole play instead of one task per host; fails naming the node and the field,
     when two hosts share a label, or when a given identity (``knarr_node_db_b64``) is not a knarr one.
-    ``defaults`` maps role variable names without the prefix (``memory``, ``port``, ``db_b64``, ...) to values.
+    ``defaults`` maps role variable names without the prefix (``memory``, ``port``, ``db_b64``, ...) to
+    their values as templated on ``context_host`` (the host a run_once task runs on); where that is
+    ``context_host``'s own inventory value, other hosts get ``role_defaults`` (the role's defaults,
+    keyed by full variable name) instead.
     """
+    _labels(hosts, hostvars)
+    settings = _Settings(hostvars, defaults, context_host, role_defaults)
     specs = []
     for host in hosts:
-        raw = _host_settings(host, hostvars, defaults)
+        raw = {key: settings.get(host, var) for var, key in ROLE_SETTINGS.items()}
         try:
             specs.append(normalize_spec(raw))
         except SpecError as exc:
             raise AnsibleFilterError(str(exc))
-    labels = [spec["label"] for spec in specs]
-    shared = sorted({label for label in labels if labels.count(label) > 1})
-    if shared:
-        raise AnsibleFilterError("several hosts share knarr_node_label %s; a label is one node" % ", ".join(shared))
-    # Given identities must be knarr identities (errors name the node; the identity is never shown).
-    knarr_node_identities(hosts, hostvars, {"db_b64": defaults.get("db_b64")})
-    return specs
-
-
-def knarr_node_identities(hosts, hostvars, defaults=None):
-    """{label: node_id} of every host that is given an identity (knarr_node_db_b64); validates each.
-
-    Errors name the node and the field and never contain the identity.
-    """
-    out = {}
-    for host in hosts:
-        vars_ = hostvars[host]
-        b64 = vars_["knarr_node_db_b64"] if "knarr_node_db_b64" in vars_ else (defaults or {}).get("db_b64")
+    # Given identities (each host's own knarr_node_db_b64) must be knarr identities, one per node.
+    # Errors name the node and the field; the identity is never shown.
+    given = {}
+    for host, spec in zip(hosts, specs):
+        b64 = hostvars[host][PREFIX + "db_b64"] if PREFIX + "db_b64" in hostvars[host] else None
         if b64:
-            label = vars_["knarr_node_label"] if "knarr_node_label" in vars_ else host
-            out[label] = knarr_node_id(b64, label)
-    return out
+            node_id = knarr_node_id(b64, spec["label"])
+            if node_id in given:
+                raise AnsibleFilterError("node %r, field 'knarr_node_db_b64': the same identity (node id %s) is "
+                                         "given to node %r; every node needs its own"
+                                         % (spec["label"], node_id, given[node_id]))
+            given[node_id] = spec["label"]
+    return specs
 
 
 def knarr_allocation_requests(specs, hosts, hostvars):
@@ -160,5 +213,6 @@ class FilterModule:
         return dict(knarr_toml=knarr_toml, knarr_config=knarr_config, knarr_payload=knarr_payload,
                     knarr_node_spec=knarr_node_spec, knarr_images=knarr_images,
                     knarr_node_id=knarr_node_id, knarr_node_specs=knarr_node_specs,
-                    knarr_node_identities=knarr_node_identities,
+                    knarr_node_labels=knarr_node_labels,
+                    knarr_node_states=knarr_node_states,
                     knarr_allocation_requests=knarr_allocation_requests)

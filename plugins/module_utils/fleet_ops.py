@@ -174,23 +174,59 @@ def _works(reg, raw_nodes, check_mode, need_files=True):
 
 
 def remove_node_containers(params, client, check_mode):
-    """knarr_container state=absent: remove the nodes' containers (the registry is left to fleet_node)."""
+    """knarr_container state=absent: decommission nodes.
+
+    Removes every node's container (in parallel), then, in one registry transaction, marks the record
+    of each node whose container is gone ``destroyed`` and frees its address. A node whose container
+    could not be removed keeps its record and is reported failed.
+    """
     from ansible_collections.fenrir.fleet.plugins.module_utils.containers import remove_containers
+    if params.get("labels") is not None:
+        labels = list(params["labels"])
+    else:
+        labels = [raw.get("label") for raw in params["nodes"]]
     names = {}
-    for raw in params["nodes"]:
-        label = validate_label(raw.get("label"))
-        names["fenrir-%s" % label] = label
+    try:
+        for label in labels:
+            name = "fenrir-%s" % validate_label(label)
+            if name in names:
+                raise FleetError("node %r, field 'label': given twice" % label)
+            names[name] = label
+    except SpecError as exc:
+        raise FleetError(str(exc))
     outcome = remove_containers(client, sorted(names), check_mode, params.get("parallelism") or 8)
-    nodes = [dict(label=names[n], server_id=n, removed=r == "removed", error=r if r.startswith("error") else None,
-                  result=dict(status="error" if r.startswith("error") else ("dry_run" if check_mode else "ok"),
-                              ip=None, server_id=n, provider="docker"))
-             for n, r in sorted(outcome.items())]
-    failed = [n["label"] for n in nodes if n["error"]]
-    return dict(changed=any(n["removed"] for n in nodes), nodes=nodes, failed_nodes=failed,
-                diff=dict(before={n["label"]: "container %s" % n["server_id"] for n in nodes if n["removed"]},
-                          after={n["label"]: None for n in nodes if n["removed"]}),
-                msg="; ".join("%s: %s" % (n["label"], n["error"]) for n in nodes if n["error"]) or
-                "%d containers removed" % sum(n["removed"] for n in nodes))
+    records = {}
+    try:
+        if not os.path.exists(params["registry"]):
+            return _removal_result(names, outcome, records, check_mode)  # no registry, no records
+        with Registry(params["registry"], key_file=params.get("key_file"), check_mode=check_mode) as reg:
+            with reg.transaction():
+                for name, label in sorted(names.items()):
+                    if not outcome[name].startswith("error"):
+                        records[label] = reg.destroy(label)
+    except RegistryError as exc:
+        raise FleetError(str(exc))
+    return _removal_result(names, outcome, records, check_mode)
+
+
+def _removal_result(names, outcome, records, check_mode):
+    nodes, before, after = [], {}, {}
+    for name, label in sorted(names.items()):
+        error = outcome[name] if outcome[name].startswith("error") else None
+        removed = outcome[name] == "removed"
+        was, now, destroyed = records.get(label, (None, None, False))
+        nodes.append(dict(label=label, server_id=name, removed=removed, destroyed=destroyed, error=error,
+                          result=dict(status="error" if error else ("dry_run" if check_mode else "ok"),
+                                      ip=(was or {}).get("ip"), server_id=name, provider="docker")))
+        if removed or destroyed:
+            before[label] = dict(container=name if removed else None, record=_diff_view(was))
+            after[label] = dict(container=None, record=_diff_view(now))
+    failed = [n for n in nodes if n["error"]]
+    return dict(changed=bool(before), nodes=nodes, failed_nodes=[n["label"] for n in failed],
+                diff=dict(before=before, after=after),
+                msg="; ".join("%s: %s" % (n["label"], n["error"]) for n in failed) or
+                "%d containers removed, %d records destroyed" % (sum(n["removed"] for n in nodes),
+                                                                  sum(n["destroyed"] for n in nodes)))
 
 
 def reconcile_containers(params, client, check_mode):

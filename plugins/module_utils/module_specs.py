@@ -53,15 +53,21 @@ def _fleet_node_spec():
 
 SPECS = dict(
     fleet_node=_fleet_node_spec(),
-    knarr_container=dict(argument_spec=docker_argument_spec(
-        registry=dict(type="path", required=True),
-        key_file=dict(type="path", no_log=False),
-        nodes=dict(type="list", elements="dict", required=True),
-        state=dict(type="str", choices=["started", "probed", "absent"], default="started"),
-        parallelism=dict(type="int", default=8),
-        wait=dict(type="bool", default=True),
-        boot_timeout=dict(type="int", default=60),
-    )),
+    knarr_container=dict(
+        argument_spec=docker_argument_spec(
+            registry=dict(type="path", required=True),
+            key_file=dict(type="path", no_log=False),
+            nodes=dict(type="list", elements="dict"),
+            labels=dict(type="list", elements="str"),
+            state=dict(type="str", choices=["started", "probed", "absent"], default="started"),
+            parallelism=dict(type="int", default=8),
+            wait=dict(type="bool", default=True),
+            boot_timeout=dict(type="int", default=60),
+        ),
+        mutually_exclusive=[("nodes", "labels")],
+        required_one_of=[("nodes", "labels")],
+        required_if=[("state", "started", ("nodes",)), ("state", "probed", ("nodes",))],
+    ),
     fleet_network=dict(argument_spec=docker_argument_spec(
         name=dict(type="str", default="fenrir-fleet"),
         subnet=dict(type="str", default="172.21.0.0/24"),

@@ -40,14 +40,21 @@ options:
         (C(label), C(image), C(network), C(memory), C(pids_limit), C(restart_policy), C(node_port), C(echo_source),
         ...), C(knarr_toml), the rendered configuration, and optionally C(ip), the address the node holds
         (checked against the registry; in check mode it stands in for an address not reserved yet).
+      - Required with O(state=started) and O(state=probed). With O(state=absent) only C(label) is used.
     type: list
     elements: dict
-    required: true
+  labels:
+    description:
+      - The labels of the nodes to decommission (O(state=absent) only), instead of O(nodes).
+    type: list
+    elements: str
   state:
     description:
       - V(started) reconciles and starts the containers (and waits, see O(wait)).
       - V(probed) changes nothing and only waits until every node answers (the wait-for-boot stage).
-      - V(absent) removes the containers; mark the nodes destroyed with M(fenrir.fleet.fleet_node) afterwards.
+      - V(absent) decommissions the nodes. It removes their containers (in parallel), then marks the record of
+        every node whose container is gone C(destroyed) and frees its address, in one registry transaction.
+        A node whose container could not be removed keeps its record and is reported in RV(failed_nodes).
     type: str
     choices: [started, probed, absent]
     default: started
@@ -89,6 +96,12 @@ EXAMPLES = r"""
       - label: beta
         knarr_toml: "{{ beta_toml }}"
         memory: 512m
+
+- name: Decommission them (containers removed, records destroyed, addresses freed)
+  fenrir.fleet.knarr_container:
+    registry: /var/lib/fenrir/fleet.db
+    labels: [alpha, beta]
+    state: absent
 """
 
 RETURN = r"""
@@ -109,6 +122,21 @@ nodes:
       reason: null
       state: running
       boot_seconds: 0.41
+      result: {status: ok, ip: 172.21.0.10, server_id: fenrir-alpha, provider: docker}
+  contains:
+    result:
+      description: The node's result in the seed's contract (C(status) ok, dry_run or error; C(ip); C(server_id);
+        C(provider)). With O(state=absent), C(ip) is the address the node held.
+      type: dict
+      returned: always
+    removed:
+      description: Whether the node's container was (or, in check mode, would be) removed.
+      type: bool
+      returned: O(state=absent)
+    destroyed:
+      description: Whether the node's record was (or would be) marked destroyed and its address freed.
+      type: bool
+      returned: O(state=absent)
 failed_nodes:
   description: Labels of the nodes that failed.
   returned: always

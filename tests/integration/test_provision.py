@@ -84,3 +84,30 @@ def test_decommission_frees_addresses_and_leaves_nothing(fleet):
     fleet.play("decommission.yml")
     assert fleet.containers() == {}
     assert all(r["status"] == "destroyed" for r in fleet.rows().values())
+
+
+def test_each_host_keeps_its_own_settings_and_state(fleet):
+    """A setting on the first host does not leak to the others; knarr_node_state is per host."""
+    cli = __import__("conftest").CLIENT
+    fleet.set_hosts({"it-a": {"knarr_node_ip": "172.24.0.200", "knarr_node_memory": "128m"}, "it-b": {}, "it-c": {}})
+    fleet.play("provision.yml")
+    rows = fleet.rows()
+    assert {k: v["ip"] for k, v in rows.items()} == {"it-a": "172.24.0.200", "it-b": "172.24.0.10",
+                                                      "it-c": "172.24.0.11"}
+    memory = {label: cli.containers.get("fenrir-" + label).attrs["HostConfig"]["Memory"] for label in rows}
+    assert memory == {"it-a": 128 * 2 ** 20, "it-b": 256 * 2 ** 20, "it-c": 256 * 2 ** 20}
+    before = fleet.containers()
+
+    # it-b leaves, it-d joins, in one run: the leaving node is removed first, so its address is free.
+    fleet.set_hosts({"it-a": fleet.hosts["it-a"], "it-b": {"knarr_node_state": "absent"}, "it-c": {}, "it-d": {}})
+    result = fleet.play("provision.yml")
+    rows = fleet.rows()
+    assert rows["it-b"]["status"] == "destroyed" and rows["it-b"]["ip_int"] is None
+    assert rows["it-d"]["ip"] == "172.24.0.10" and rows["it-d"]["status"] == "online"
+    after = fleet.containers()
+    assert set(after) == {"it-a", "it-c", "it-d"}
+    assert after["it-a"] == before["it-a"] and after["it-c"] == before["it-c"]
+    results = result.task_result("Result of every node")["knarr_node_results"]
+    assert results["it-b"] == {"status": "ok", "ip": "172.24.0.10", "server_id": "fenrir-it-b", "provider": "docker"}
+    assert results["it-d"]["status"] == "ok" and set(results) == {"it-a", "it-b", "it-c", "it-d"}
+    assert fleet.play("provision.yml").changed() == 0
