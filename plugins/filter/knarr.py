@@ -118,14 +118,14 @@ class _Settings:
         return self._fallback.get(var)
 
 
-def _labels(hosts, hostvars):
+def _labels(hosts, hostvars, removal=False):
     """Each host's label, validated; two hosts may not share one."""
     labels = []
     for host in hosts:
         vars_ = hostvars[host]
         label = vars_[PREFIX + "label"] if PREFIX + "label" in vars_ else host
         try:
-            labels.append(validate_label(label))
+            labels.append(validate_label(label, removal=removal))
         except SpecError as exc:
             raise AnsibleFilterError("host %s: %s" % (host, exc))
     shared = sorted({label for label in labels if labels.count(label) > 1})
@@ -134,9 +134,12 @@ def _labels(hosts, hostvars):
     return labels
 
 
-def knarr_node_labels(hosts, hostvars):
-    """Every host's node label (``knarr_node_label``, default the host name), validated and unique."""
-    return _labels(hosts, hostvars)
+def knarr_node_labels(hosts, hostvars, removal=False):
+    """Every host's node label (``knarr_node_label``, default the host name), validated and unique.
+
+    With ``removal``, labels only an older tool would have made (upper case, '_', '.') are accepted too:
+    such a node can be decommissioned, not provisioned."""
+    return _labels(hosts, hostvars, removal)
 
 
 def knarr_node_states(hosts, hostvars, state, context_host=None, role_defaults=None):
@@ -144,6 +147,7 @@ def knarr_node_states(hosts, hostvars, state, context_host=None, role_defaults=N
 
     ``state`` is knarr_node_state as the run_once task sees it (on ``context_host``); see knarr_node_specs.
     """
+    _labels(hosts, hostvars, removal=True)  # unique; present hosts' labels are checked strictly by knarr_node_specs
     settings = _Settings(hostvars, {"state": state}, context_host, role_defaults)
     out = {"present": [], "absent": []}
     for host in hosts:

@@ -53,6 +53,7 @@ class NodeWork:
         self.files = dict(files)  # path -> (bytes, mode)
         self.seed = seed
         self.node_id = ident.node_id_from_seed(seed)
+        self.registry_path = registry_path
         self.labels = {
             ROLE_LABEL: ROLE_VALUE,
             LABEL_PREFIX + "label": self.label,
@@ -397,6 +398,10 @@ class Reconciler:
         if current is not None and current["labels"].get(LABEL_PREFIX + "label") not in (None, work.label):
             raise ProbeError("container %s belongs to node %r; refusing to touch it"
                              % (work.name, current["labels"][LABEL_PREFIX + "label"]))
+        other = foreign_registry(current["labels"] if current else {}, work.registry_path)
+        if other:
+            raise ProbeError("container %s belongs to the fleet registry %s, not %s; refusing to touch it"
+                             % (work.name, other, work.registry_path))
 
         reasons = recreate_reasons(current, desired) if current is not None else []
         fresh = current is None or bool(reasons)
@@ -521,12 +526,39 @@ def probe_works(works, parallelism=8, timeout=60.0):
     return works
 
 
-def remove_containers(client, names, check_mode=False, parallelism=8):
-    """Remove containers by name; returns {name: 'removed'|'absent'|error string}."""
+def foreign_registry(labels, registry_path):
+    """The registry a container's labels tie it to, when that is not ``registry_path`` (else None)."""
+    theirs = (labels or {}).get(LABEL_PREFIX + "registry")
+    if not theirs or registry_path is None:
+        return None
+    if theirs == registry_path or os.path.realpath(theirs) == os.path.realpath(registry_path):
+        return None
+    return theirs
+
+
+def remove_containers(client, names, check_mode=False, parallelism=8, registry_path=None):
+    """Remove containers by name; returns {name: 'removed'|'absent'|error string}.
+
+    One listing of the engine's fleet containers first: a container labelled with another fleet
+    registry than ``registry_path`` is refused, not removed. Containers without labels (made by hand or
+    by the original skill) are removed by name.
+    """
     results = {}
+    listed = {}
+    for c in client.api.containers(all=True, filters={"label": ROLE_LABEL}):
+        for n in c.get("Names") or []:
+            listed[n.lstrip("/")] = c.get("Labels") or {}
 
     def one(name):
+        other = foreign_registry(listed.get(name), registry_path)
+        if other:
+            results[name] = "error: container %s belongs to the fleet registry %s; refusing to remove it" % (
+                name, other)
+            return
         if check_mode:
+            if name in listed:
+                results[name] = "removed"
+                return
             try:
                 client.api.inspect_container(name)
                 results[name] = "removed"
@@ -544,4 +576,3 @@ def remove_containers(client, names, check_mode=False, parallelism=8):
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(names) or 1))) as pool:
         list(pool.map(one, names))
     return results
-

@@ -38,7 +38,7 @@ def _node_list(params):
         raise FleetError("one of label, labels or nodes is required")
     seen = set()
     for n in nodes:
-        validate_label(n.get("label"))
+        validate_label(n.get("label"), removal=params.get("state") == "absent")
         if n["label"] in seen:
             raise FleetError("node %r, field 'label': given twice" % n["label"])
         seen.add(n["label"])
@@ -188,13 +188,14 @@ def remove_node_containers(params, client, check_mode):
     names = {}
     try:
         for label in labels:
-            name = "fenrir-%s" % validate_label(label)
+            name = "fenrir-%s" % validate_label(label, removal=True)
             if name in names:
                 raise FleetError("node %r, field 'label': given twice" % label)
             names[name] = label
     except SpecError as exc:
         raise FleetError(str(exc))
-    outcome = remove_containers(client, sorted(names), check_mode, params.get("parallelism") or 8)
+    outcome = remove_containers(client, sorted(names), check_mode, params.get("parallelism") or 8,
+                                registry_path=os.path.abspath(params["registry"]))
     records = {}
     try:
         if not os.path.exists(params["registry"]):

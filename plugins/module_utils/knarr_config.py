@@ -66,7 +66,15 @@ class SpecError(Exception):
         super().__init__("node %r, field %r: %s" % (label, field, message))
 
 
-def validate_label(label):
+# What Docker accepts after "fenrir-" in a container name: enough to decommission a node whose label an
+# older tool chose (the original skill did not check labels), never enough to provision one.
+REMOVABLE_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,56}$")
+
+
+def validate_label(label, removal=False):
+    """A label the collection provisions under; with ``removal``, any label a fenrir container can carry."""
+    if removal and isinstance(label, str) and REMOVABLE_LABEL_RE.fullmatch(label):
+        return label
     if not isinstance(label, str) or not LABEL_RE.fullmatch(label):
         raise SpecError(label, "label", "must be 1-56 characters of a-z, 0-9 and '-', starting and ending with a "
                         "letter or digit (it becomes the container name fenrir-<label> and a DNS name)")
