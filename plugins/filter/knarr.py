@@ -85,6 +85,21 @@ ROLE_SETTINGS = dict(
 
 
 PREFIX = "knarr_node_"
+# Role variables (without the prefix) read once per play, on the host the run_once tasks run on.
+FLEET_SETTINGS = ("registry", "registry_key_file", "network", "subnet", "gateway", "pool_start", "pool_end",
+                  "parallelism", "wait", "boot_timeout")
+
+
+class _Cached(dict):
+    """hostvars, each host's variables looked up once (every lookup of hostvars[host] merges them anew)."""
+
+    def __init__(self, hostvars):
+        super().__init__()
+        self.hostvars = hostvars.hostvars if isinstance(hostvars, _Cached) else hostvars
+
+    def __missing__(self, host):
+        vars_ = self[host] = self.hostvars[host]
+        return vars_
 
 
 class _Settings:
@@ -98,7 +113,7 @@ class _Settings:
     """
 
     def __init__(self, hostvars, context, context_host=None, role_defaults=None):
-        self.hostvars = hostvars
+        hostvars = self.hostvars = hostvars if isinstance(hostvars, _Cached) else _Cached(hostvars)
         self.context = context or {}
         self.role_defaults = role_defaults or {}
         own = hostvars[context_host] if context_host is not None and role_defaults is not None else {}
@@ -120,6 +135,7 @@ class _Settings:
 
 def _labels(hosts, hostvars, removal=False):
     """Each host's label, validated; two hosts may not share one."""
+    hostvars = hostvars if isinstance(hostvars, _Cached) else _Cached(hostvars)
     labels = []
     for host in hosts:
         vars_ = hostvars[host]
@@ -147,6 +163,7 @@ def knarr_node_states(hosts, hostvars, state, context_host=None, role_defaults=N
 
     ``state`` is knarr_node_state as the run_once task sees it (on ``context_host``); see knarr_node_specs.
     """
+    hostvars = hostvars if isinstance(hostvars, _Cached) else _Cached(hostvars)
     _labels(hosts, hostvars, removal=True)  # unique; present hosts' labels are checked strictly by knarr_node_specs
     settings = _Settings(hostvars, {"state": state}, context_host, role_defaults)
     out = {"present": [], "absent": []}
@@ -169,15 +186,32 @@ def knarr_node_specs(hosts, hostvars, defaults, context_host=None, role_defaults
     ``context_host``'s own inventory value, other hosts get ``role_defaults`` (the role's defaults,
     keyed by full variable name) instead.
     """
+    hostvars = hostvars if isinstance(hostvars, _Cached) else _Cached(hostvars)
     _labels(hosts, hostvars)
     settings = _Settings(hostvars, defaults, context_host, role_defaults)
+    variables = {key: PREFIX + var for var, key in ROLE_SETTINGS.items()}
     specs = []
     for host in hosts:
         raw = {key: settings.get(host, var) for var, key in ROLE_SETTINGS.items()}
         try:
             specs.append(normalize_spec(raw))
         except SpecError as exc:
+            if exc.field in variables:  # say which role variable to fix
+                raise AnsibleFilterError("node %r, field %r (variable %s of host %s): %s"
+                                         % (exc.label, exc.field, variables[exc.field], host, exc.message))
             raise AnsibleFilterError(str(exc))
+    # Fleet settings are read once for the play: every node must see the same value.
+    for var in FLEET_SETTINGS:
+        if var not in settings.context:
+            continue
+        seen = {}
+        for host in hosts:
+            seen.setdefault(repr(settings.get(host, var)), host)
+        if len(seen) > 1:
+            shown = ", ".join("host %s has %s" % (host, value) for value, host in sorted(seen.items(), key=lambda i: i[1]))
+            raise AnsibleFilterError("field %r: a fleet setting, read once for the whole play, differs between the "
+                                     "play's hosts (%s); set it for the whole fleet (group_vars), not per host"
+                                     % (PREFIX + var, shown))
     # Given identities (each host's own knarr_node_db_b64) must be knarr identities, one per node.
     # Errors name the node and the field; the identity is never shown.
     given = {}

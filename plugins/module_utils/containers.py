@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import APIError, NotFound
-from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import spec_digest
+from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import redact_toml, spec_digest
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_probe import ProbeError, wait_until_alive
 
 LABEL_PREFIX = "fenrir.fleet."
@@ -157,8 +157,15 @@ def stat_file(api, container, path):
         return None
     api._raise_for_status(response)
     stat = json.loads(base64.b64decode(response.headers["X-Docker-Container-Path-Stat"]))
-    m = re.match(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)", stat.get("mtime") or "")
-    mtime = calendar.timegm(tuple(int(x) for x in m.groups()) + (0, 0, 0)) if m else None
+    # Go's time format: 2017-07-14T04:40:00(.fraction)(Z|+02:00) -- the daemon's local time with its offset.
+    m = re.match(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|([+-])(\d\d):(\d\d))?",
+                 stat.get("mtime") or "")
+    mtime = None
+    if m:
+        mtime = calendar.timegm(tuple(int(x) for x in m.groups()[:6]) + (0, 0, 0))
+        if m.group(8):
+            offset = int(m.group(9)) * 3600 + int(m.group(10)) * 60
+            mtime -= offset if m.group(8) == "+" else -offset
     is_regular = not (stat.get("mode", 0) & 0xFFF00000)  # Go FileMode type bits
     return (stat.get("size"), stat.get("mode", 0) & 0o7777, mtime) if is_regular else ("not a file", 0, None)
 
@@ -212,7 +219,7 @@ def container_view(info, network):
         ip=ipam.get("IPv4Address") or net.get("IPAddress") or None,
         memory=host.get("Memory"),
         pids_limit=host.get("PidsLimit"),
-        restart_policy=(host.get("RestartPolicy") or {}).get("Name"),
+        restart_policy=(host.get("RestartPolicy") or {}).get("Name") or "no",  # the engine may report "" for no
         ports_published=bool(host.get("PortBindings")),
         labels={k: v for k, v in (info["Config"].get("Labels") or {}).items() if k.startswith(LABEL_PREFIX)},
         state=(info.get("State") or {}).get("Status"),
@@ -232,7 +239,10 @@ def recreate_reasons(current, desired):
         if current[key] != desired[key]:
             reasons.append("%s %s -> %s" % (key, current[key], desired[key]))
     for key, value in desired["labels"].items():
-        if current["labels"].get(key) != value:
+        have = current["labels"].get(key)
+        if key == LABEL_PREFIX + "registry" and have and foreign_registry(current["labels"], value) is None:
+            continue  # the same registry file, reached by another path
+        if have != value:
             reasons.append("label %s" % key)
     return reasons
 
@@ -261,9 +271,12 @@ def file_view(path, content):
         seed = identity_of(data)
         return "<knarr identity node_id=%s mode=%04o>" % (ident.node_id_from_seed(seed) if seed else "none", mode)
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
+        text = None
+    if text is None:
         return "<%d bytes, sha256 %s>" % (len(data), hashlib.sha256(data).hexdigest())
+    return redact_toml(text) if path.endswith(".toml") else text
 
 
 def same_file(path, current, desired):
@@ -436,6 +449,10 @@ class Reconciler:
             return
 
         if current is not None and reasons:
+            kept = self._kept_node_db(work, current["state"] == "running")
+            if kept is not None:
+                desired_files[NODE_DB_PATH] = to_put[NODE_DB_PATH] = kept
+                work.actions.append("keep node.db")
             self.api.remove_container(work.name, force=True)
             work.actions.append("remove (%s)" % "; ".join(reasons))
         if fresh:
@@ -457,13 +474,35 @@ class Reconciler:
             work.actions.append("restart")
         work.state = "running"
 
+    def _kept_node_db(self, work, running):
+        """The node's own node.db (its peers, ledger, ... besides the identity) from the container about to
+        be recreated, when it holds the node's identity; None otherwise. The node is stopped first so
+        that it closes the database cleanly."""
+        try:
+            if running:
+                self.api.stop(work.name, timeout=10)
+            files = read_files(self.api, work.name, [NODE_DB_PATH, NODE_DB_PATH + "-wal"])
+        except APIError:
+            return None
+        db, wal = files.get(NODE_DB_PATH), files.get(NODE_DB_PATH + "-wal")
+        if db is None:
+            return None
+        try:
+            data = ident.with_wal(db[0], wal[0] if wal else None)
+        except Exception:  # a database SQLite cannot open: start over from the identity
+            return None
+        seed = identity_of(data)
+        if seed is None or not hmac.compare_digest(seed, work.seed):
+            return None
+        return data, 0o600
+
     def _create(self, work):
         spec = work.spec
         host_config = self.api.create_host_config(
             mem_limit=spec["memory_bytes"],
             memswap_limit=spec["memory_bytes"],
             pids_limit=spec["pids_limit"],
-            restart_policy={"Name": spec["restart_policy"]} if spec["restart_policy"] != "no" else None,
+            restart_policy={"Name": spec["restart_policy"]},
             network_mode=spec["network"],
         )
         networking = self.api.create_networking_config({

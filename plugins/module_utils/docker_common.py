@@ -39,8 +39,8 @@ def docker_argument_spec(**extra):
     return spec
 
 
-def _env_bool(name):
-    value = os.environ.get(name, "")
+def _env_bool(name, environ=None):
+    value = (os.environ if environ is None else environ).get(name, "")
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -52,7 +52,7 @@ def connection_params(params, environ=None):
     env = os.environ if environ is None else environ
     base_url = params.get("docker_host") or env.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
     verify = bool(params.get("validate_certs")) or (env.get("DOCKER_TLS_VERIFY", "").strip() not in ("", "0"))
-    use_tls = verify or bool(params.get("tls")) or _env_bool("DOCKER_TLS")
+    use_tls = verify or bool(params.get("tls")) or _env_bool("DOCKER_TLS", env)
     cert_path = env.get("DOCKER_CERT_PATH")
 
     def pick(option, filename):
@@ -82,10 +82,25 @@ def connection_params(params, environ=None):
     return dict(base_url=base_url, tls=tls, timeout=params.get("timeout") or 60)
 
 
+def _hostname_adapter(hostname, pool_size):
+    """An HTTPS transport that checks the engine's certificate against ``hostname`` (tls_hostname), not
+    against the address dialled: a daemon bound to an address, its certificate issued to a name."""
+    import requests
+
+    class HostnameAdapter(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            kwargs["assert_hostname"] = hostname
+            kwargs["server_hostname"] = hostname
+            super().init_poolmanager(*args, **kwargs)
+
+    return HostnameAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
+
+
 def make_client(params, max_pool_size=16):
     """A docker.DockerClient for the resolved connection options."""
     conn = connection_params(params)
     tls_config = False
+    rename = None
     if conn["tls"]:
         t = conn["tls"]
         client_cert = (t["client_cert"], t["client_key"]) if t["client_cert"] else None
@@ -93,17 +108,24 @@ def make_client(params, max_pool_size=16):
             client_cert=client_cert,
             ca_cert=t["ca_cert"],
             verify=t["ca_cert"] if t["verify"] else False,
-            assert_hostname=t["assert_hostname"] if t["verify"] else False,
         )
         conn["base_url"] = conn["base_url"].replace("tcp://", "https://", 1)
+        if t["verify"] and t["assert_hostname"] != urlparse(conn["base_url"]).hostname:
+            rename = t["assert_hostname"]
+    kwargs = dict(base_url=conn["base_url"], tls=tls_config, timeout=conn["timeout"], max_pool_size=max_pool_size)
     try:
-        return docker.DockerClient(
-            base_url=conn["base_url"],
-            tls=tls_config,
-            timeout=conn["timeout"],
-            version="auto",
-            max_pool_size=max_pool_size,
-        )
+        if rename is None:
+            return docker.DockerClient(version="auto", **kwargs)
+        # The transport must be in place before the first request (the API version check).
+        version = docker.constants.DEFAULT_DOCKER_API_VERSION
+        for _attempt in range(2):
+            client = docker.DockerClient(version=version, **kwargs)
+            client.api.mount("https://", _hostname_adapter(rename, max_pool_size))
+            served = client.api.version(api_version=False)["ApiVersion"]
+            if not docker.utils.version_lt(served, version):
+                return client
+            version = served  # an older engine: speak its version
+        return client
     except DockerException as exc:
         raise DockerException("cannot reach the Docker engine at %s (is it running? see scripts/ensure-docker): %s"
                               % (conn["base_url"], exc))

@@ -87,6 +87,9 @@ def registry_node(params, check_mode):
                             continue
                         if before is None:
                             raise FleetError("node %r, field 'labels': is not in the registry %s" % (label, reg.path))
+                        if before["status"] == "destroyed" and n.get("status") in ("running", "online"):
+                            raise FleetError("node %r, field 'status': the node was decommissioned (by another run?) "
+                                             "after it was provisioned; provision it again" % label)
                         updates = {k: n[k] for k in ("status", "reason") if n.get(k) is not None}
                         if n.get("status") == "online":
                             updates["reason"] = None
@@ -265,6 +268,17 @@ def reconcile_containers(params, client, check_mode):
                     record = reg.get(w.label)
                     if record is None:
                         continue
+                    if record["ip"] != w.ip and not check_mode:
+                        # Decommissioned (or moved) by another run while this one worked on it: the
+                        # container this run made must not outlive the record, nor the address be kept.
+                        touched = not w.failed and w.actions
+                        w.failed = True
+                        w.reason = ("node %s: its registry record changed while this run worked on it (now %s, "
+                                    "address %s); run again" % (w.label, record["status"], record["ip"]))
+                        if touched:
+                            rec._remove_failed(w)
+                        w.registry_status = record["status"]
+                        continue
                     if w.failed:
                         reg.fail(w.label, w.reason)
                     else:
@@ -297,19 +311,41 @@ def reconcile_containers(params, client, check_mode):
 
 # --------------------------------------------------------------------------- one identity
 
+def _file_mode(value):
+    """A file mode from an octal string ("0600") or a number (YAML reads an unquoted 0600 as 384)."""
+    if value is None or value == "":
+        return 0o600
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    else:
+        text = str(value).strip()
+        if not text or any(c not in "01234567" for c in text):
+            raise FleetError("field 'mode': %r is not an octal file mode such as '0600' (quote it in YAML)" % (value,))
+        mode = int(text, 8)
+    if not 0 <= mode <= 0o7777:
+        raise FleetError("field 'mode': %r is not a file mode (0000-7777)" % (value,))
+    return mode
+
+
 def node_identity(params, client, check_mode):
-    """The node_identity module: pick or make an identity, validate it, put it into a container."""
+    """The node_identity module: pick or make an identity, validate it, put it into a container.
+
+    The identity comes from ``node_db_b64``, else the registry's record of ``label``, else the node.db the
+    container already holds, else a fresh one (when ``generate``). With a registry, the chosen identity is
+    kept there (encrypted) and the record's node_id follows it.
+    """
     import base64
+    import hmac
     from ansible_collections.fenrir.fleet.plugins.module_utils.containers import make_tar, read_file, identity_of
     label = params.get("label")
-    path = params.get("path") or "/opt/knarr/node.db"
     container = params.get("container")
+    who = label or container  # how errors name the node
+    path = params.get("path") or "/opt/knarr/node.db"
+    mode = _file_mode(params.get("mode"))
     try:
-        seed = None
-        source = None
+        seed, source = None, None
         if params.get("node_db_b64"):
-            seed = ident.seed_from_b64(params["node_db_b64"], label)
-            source = "node_db_b64"
+            seed, source = ident.seed_from_b64(params["node_db_b64"], who), "node_db_b64"
         current = None
         if container:
             try:
@@ -317,6 +353,13 @@ def node_identity(params, client, check_mode):
             except Exception as exc:  # NotFound for the container itself, API errors
                 raise FleetError("container %r: cannot read %s: %s" % (container, path, getattr(exc, "explanation", exc)))
         current_seed = identity_of(current[0]) if current else None
+
+        def fresh():
+            if not params.get("generate", True):
+                raise FleetError("node %r, field 'node_db_b64': no identity given, none in the registry or the "
+                                 "container, and generate is false" % (who,))
+            return ident.new_seed()
+
         registry_changed = False
         if params.get("registry"):
             if not label:
@@ -325,22 +368,26 @@ def node_identity(params, client, check_mode):
                 if reg.get(label) is None:
                     raise FleetError("node %r, field 'label': is not in the registry %s" % (label, reg.path))
                 with reg.transaction():
-                    seed, registry_changed = reg.ensure_identity(label, seed, ident.new_seed)
-                source = source or "registry"
+                    stored = reg.get_seed(label)
+                    if seed is None and stored is None and current_seed is not None:
+                        seed, source = current_seed, "container"
+                    if seed is None and stored is None:
+                        seed, source = fresh(), "generated"
+                    seed, registry_changed = reg.ensure_identity(label, seed)
+                    source = source or "registry"
+                    node_id = ident.node_id_from_seed(seed)
+                    if reg.get(label)["node_id"] != node_id:
+                        registry_changed = reg.set_fields(label, node_id=node_id) or registry_changed
         if seed is None and current_seed is not None:
             seed, source = current_seed, "container"
         if seed is None:
-            if not params.get("generate", True):
-                raise FleetError("field 'node_db_b64': no identity given, none in the registry or the container, "
-                                 "and generate is false")
-            seed, source = ident.new_seed(), "generated"
+            seed, source = fresh(), "generated"
         node_id = ident.node_id_from_seed(seed)
-        mode = int(params.get("mode") or "0600", 8)
         changed = registry_changed
         container_changed = False
         if container:
             same = current is not None and current_seed is not None and current[1] == mode and \
-                __import__("hmac").compare_digest(current_seed, seed)
+                hmac.compare_digest(current_seed, seed)
             if not same:
                 container_changed = changed = True
                 if not check_mode:

@@ -111,5 +111,34 @@ def read_seed(db_bytes, label=None, field="node_db_b64"):
     return bytes(key)
 
 
+def with_wal(db_bytes, wal_bytes=None):
+    """One self-contained node.db image from a database file and its write-ahead log (if any).
+
+    A node's node.db holds more than its identity (peers, ledger, ...), and what it wrote last may
+    still sit in ``node.db-wal``: both are applied to a scratch copy and checkpointed into one file.
+    """
+    if not wal_bytes:
+        return db_bytes
+    directory = tempfile.mkdtemp(prefix="node-")
+    path = os.path.join(directory, "node.db")
+    try:
+        with open(path, "wb") as fh:
+            fh.write(db_bytes)
+        with open(path + "-wal", "wb") as fh:
+            fh.write(wal_bytes)
+        conn = sqlite3.connect(path)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            conn.close()
+        with open(path, "rb") as fh:
+            return fh.read()
+    finally:
+        for name in os.listdir(directory):
+            os.unlink(os.path.join(directory, name))
+        os.rmdir(directory)
+
+
 def seed_from_b64(text, label=None, field="node_db_b64"):
     return read_seed(decode_b64(text, label, field), label, field)

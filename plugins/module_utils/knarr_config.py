@@ -63,6 +63,7 @@ class SpecError(Exception):
     def __init__(self, label, field, message):
         self.label = label
         self.field = field
+        self.message = message
         super().__init__("node %r, field %r: %s" % (label, field, message))
 
 
@@ -161,7 +162,37 @@ def normalize_spec(raw):
         if not isinstance(spec[key], str) or not spec[key] or any(c.isspace() for c in spec[key]):
             raise SpecError(label, key, "%r is not a valid name" % (spec[key],))
     spec["server_id"] = "fenrir-%s" % label
+    if spec["config_overrides"]:
+        try:  # what TOML cannot hold (null, objects) is refused here, not when the file is written
+            render_toml(_merge({}, spec["config_overrides"]))
+        except (TypeError, ValueError) as exc:
+            raise SpecError(label, "config_overrides", "cannot be written as TOML: %s" % exc)
     return spec
+
+
+# knarr.toml keys whose values are secrets (cockpit.auth_token, ...): never shown in diffs or results.
+SECRET_KEY_RE = re.compile(r"(token|secret|password|passphrase)", re.I)
+
+
+def secret_values(tree):
+    """The values of secret-looking keys anywhere in a nested mapping (e.g. config_overrides)."""
+    found = set()
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            if isinstance(value, (dict, list)):
+                found |= secret_values(value)
+            elif SECRET_KEY_RE.search(str(key)) and isinstance(value, str) and value:
+                found.add(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            found |= secret_values(value)
+    return found
+
+
+def redact_toml(text):
+    """knarr.toml text with the values of secret-looking keys replaced, for diffs."""
+    return re.sub(r'(?m)^(\s*"?[A-Za-z0-9_.-]*(?:token|secret|password|passphrase)[A-Za-z0-9_.-]*"?\s*=\s*).*$',
+                  r'\1"********"', text, flags=re.I)
 
 
 def _merge(base, override):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
     DockerException, docker_argument_spec, make_client)
 from ansible_collections.fenrir.fleet.plugins.module_utils.fleet_ops import (
-    FleetError, reconcile_containers, registry_node)
+    FleetError, node_identity, reconcile_containers, registry_node)
 from ansible_collections.fenrir.fleet.plugins.module_utils.network import NetworkError, ensure_network
 
 _NODE_OPTIONS = dict(
@@ -68,10 +68,24 @@ SPECS = dict(
         required_one_of=[("nodes", "labels")],
         required_if=[("state", "started", ("nodes",)), ("state", "probed", ("nodes",))],
     ),
+    node_identity=dict(
+        argument_spec=docker_argument_spec(
+            container=dict(type="str"),
+            path=dict(type="str", default="/opt/knarr/node.db"),
+            mode=dict(type="raw", default="0600"),
+            node_db_b64=dict(type="str", no_log=True),
+            registry=dict(type="path"),
+            key_file=dict(type="path", no_log=False),
+            label=dict(type="str"),
+            generate=dict(type="bool", default=True),
+            return_content=dict(type="bool", default=False),
+        ),
+        required_by=dict(registry=["label"]),
+    ),
     fleet_network=dict(argument_spec=docker_argument_spec(
         name=dict(type="str", default="fenrir-fleet"),
         subnet=dict(type="str", default="172.21.0.0/24"),
-        gateway=dict(type="str", default="172.21.0.1"),
+        gateway=dict(type="str"),
         driver=dict(type="str", default="bridge"),
         images=dict(type="raw"),
         labels=dict(type="dict"),
@@ -89,11 +103,15 @@ class ModuleFailure(Exception):
 
 
 def secret_values(name, params):
-    """Values that must never appear in a result (node identities inside ``nodes``)."""
+    """Values that must never appear in a result: node identities inside ``nodes``, and secrets
+    (cockpit.auth_token, ...) in their knarr.toml overrides."""
+    from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import secret_values as toml_secrets
     values = set()
     for node in params.get("nodes") or []:
         if isinstance(node, dict) and node.get("node_db_b64"):
             values.add(node["node_db_b64"])
+        if isinstance(node, dict):
+            values |= toml_secrets(node.get("config_overrides"))
     if params.get("node_db_b64"):
         values.add(params["node_db_b64"])
     return values
@@ -109,6 +127,8 @@ def execute(name, params, check_mode, diff):
             result = reconcile_containers(dict(params, _diff=diff), client, check_mode)
         elif name == "fleet_network":
             result = ensure_network(make_client(params).api, params, check_mode)
+        elif name == "node_identity":
+            result = node_identity(params, make_client(params) if params.get("container") else None, check_mode)
         else:  # pragma: no cover - programming error
             raise ValueError("unknown module %s" % name)
     except (FleetError, NetworkError, ValueError) as exc:
@@ -125,7 +145,7 @@ def execute(name, params, check_mode, diff):
 def run_module(module, name):
     """main() of a module: execute and exit with the result or the failure."""
     from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import require_docker
-    if name != "fleet_node":
+    if name != "fleet_node" and not (name == "node_identity" and not module.params.get("container")):
         require_docker(module)
     for value in secret_values(name, module.params):
         module.no_log_values.add(value)

@@ -72,6 +72,10 @@ def ensure_network(api, params, check_mode):
     except ValueError as exc:
         raise NetworkError("network %s, field 'subnet': %s" % (name, exc))
     gateway = params.get("gateway") or str(next(subnet.hosts()))
+    try:
+        ipaddress.IPv4Address(gateway)
+    except ValueError:
+        raise NetworkError("network %s, field 'gateway': %r is not an IPv4 address" % (name, gateway))
     if ipaddress.IPv4Address(gateway) not in subnet:
         raise NetworkError("network %s, field 'gateway': %s is outside subnet %s" % (name, gateway, subnet))
     images = params.get("images") or {}
@@ -92,7 +96,9 @@ def ensure_network(api, params, check_mode):
     if state == "absent":
         if existing is None:
             return dict(changed=False, network=None, diff=dict(before=None, after=None))
-        existing = _drained(api, existing["Id"]) if not check_mode else existing
+        # Check mode looks without waiting; the listing does not carry the attached containers.
+        existing = _drained(api, existing["Id"]) if not check_mode else api.inspect_network(existing["Id"])
+        before = view(existing)
         if existing.get("Containers"):
             raise NetworkError("network %s still has %d containers attached; decommission them first"
                                % (name, len(existing["Containers"])))
@@ -105,17 +111,17 @@ def ensure_network(api, params, check_mode):
 
     wanted = dict(name=name, driver=params.get("driver") or "bridge", subnet=str(subnet), gateway=gateway)
     if existing is not None:
-        problems = []
+        problems = []  # (field, what differs)
         if before["driver"] != wanted["driver"]:
-            problems.append("driver is %s, not %s" % (before["driver"], wanted["driver"]))
+            problems.append(("driver", "driver is %s, not %s" % (before["driver"], wanted["driver"])))
         if before["subnet"] != wanted["subnet"]:
-            problems.append("subnet is %s, not %s" % (before["subnet"], wanted["subnet"]))
+            problems.append(("subnet", "subnet is %s, not %s" % (before["subnet"], wanted["subnet"])))
         elif before["gateway"] != wanted["gateway"]:
-            problems.append("gateway is %s, not %s" % (before["gateway"], wanted["gateway"]))
+            problems.append(("gateway", "gateway is %s, not %s" % (before["gateway"], wanted["gateway"])))
         if problems:
-            raise NetworkError("network %s, field 'subnet': the existing Docker network of that name differs (%s); "
+            raise NetworkError("network %s, field %r: the existing Docker network of that name differs (%s); "
                                "remove it (docker network rm %s) or configure the fleet to match"
-                               % (name, "; ".join(problems), name))
+                               % (name, problems[0][0], "; ".join(p for _f, p in problems), name))
         return dict(changed=False, network=before, diff=dict(before=before, after=before))
 
     for other in networks:

@@ -29,7 +29,6 @@ options:
   gateway:
     description: Gateway address (the host side of the bridge). Default the subnet's first host address.
     type: str
-    default: 172.21.0.1
   driver:
     description: Network driver.
     type: str

@@ -29,14 +29,16 @@ options:
     type: str
     default: /opt/knarr/node.db
   mode:
-    description: File mode of O(path) in the container.
-    type: str
+    description:
+      - File mode of O(path) in the container, as an octal string (V("0600")). An unquoted YAML C(0600) (a number)
+        is taken as that mode too.
+    type: raw
     default: "0600"
   node_db_b64:
     description: A node.db, base64-encoded, to use (for instance C(node_db_b64) of a prepare-payload payload).
     type: str
   registry:
-    description: Fleet registry to take the identity from (and to keep a given one in, encrypted).
+    description: Fleet registry to take the identity from; the identity chosen is kept there (encrypted) and the record's C(node_id) follows it.
     type: path
   key_file:
     description: The registry's key file. Default C(fleet.key) beside O(registry).
@@ -96,43 +98,11 @@ node_db_b64:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
-    DockerException, docker_argument_spec, make_client, require_docker)
-from ansible_collections.fenrir.fleet.plugins.module_utils.fleet_ops import FleetError, node_identity
+from ansible_collections.fenrir.fleet.plugins.module_utils.module_specs import SPECS, run_module
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=docker_argument_spec(
-            container=dict(type="str"),
-            path=dict(type="str", default="/opt/knarr/node.db"),
-            mode=dict(type="str", default="0600"),
-            node_db_b64=dict(type="str", no_log=True),
-            registry=dict(type="path"),
-            key_file=dict(type="path", no_log=False),
-            label=dict(type="str"),
-            generate=dict(type="bool", default=True),
-            return_content=dict(type="bool", default=False),
-        ),
-        required_by=dict(registry=["label"]),
-        supports_check_mode=True,
-    )
-    client = None
-    if module.params["container"]:
-        require_docker(module)
-        try:
-            client = make_client(module.params)
-        except (DockerException, ValueError) as exc:
-            module.fail_json(msg="Docker engine error: %s" % exc)
-    try:
-        result = node_identity(module.params, client, module.check_mode)
-    except FleetError as exc:
-        module.fail_json(msg=str(exc))
-    except DockerException as exc:
-        module.fail_json(msg="Docker engine error: %s" % exc)
-    if not module._diff:
-        result.pop("diff", None)
-    module.exit_json(**result)
+    run_module(AnsibleModule(supports_check_mode=True, **SPECS["node_identity"]), "node_identity")
 
 
 if __name__ == "__main__":

@@ -111,3 +111,25 @@ def test_each_host_keeps_its_own_settings_and_state(fleet):
     assert results["it-b"] == {"status": "ok", "ip": "172.24.0.10", "server_id": "fenrir-it-b", "provider": "docker"}
     assert results["it-d"]["status"] == "ok" and set(results) == {"it-a", "it-b", "it-c", "it-d"}
     assert fleet.play("provision.yml").changed() == 0
+
+
+def test_a_recreated_node_keeps_its_node_db(fleet):
+    """A change that recreates the container (here the memory limit) keeps what the node wrote to node.db."""
+    cli = __import__("conftest").CLIENT
+    fleet.set_hosts({"it-a": {}})
+    fleet.play("provision.yml")
+    old = cli.containers.get("fenrir-it-a")
+    write = ("import sqlite3; c = sqlite3.connect('/opt/knarr/node.db'); "
+             "c.execute('CREATE TABLE peers (id TEXT)'); c.execute(\"INSERT INTO peers VALUES ('p1')\"); c.commit()")
+    assert old.exec_run(["python3", "-c", write]).exit_code == 0
+
+    fleet.set_hosts({"it-a": {"knarr_node_memory": "128m"}})
+    result = fleet.play("provision.yml")
+    node = result.task_result("address, limits and files")["nodes"][0]
+    assert "keep node.db" in node["actions"] and any(a.startswith("remove (memory") for a in node["actions"]), node
+    new = cli.containers.get("fenrir-it-a")
+    assert new.id != old.id and new.attrs["HostConfig"]["Memory"] == 128 * 2 ** 20
+    read = "import sqlite3; print(sqlite3.connect('/opt/knarr/node.db').execute('SELECT id FROM peers').fetchall())"
+    assert new.exec_run(["python3", "-c", read]).output.decode().strip() == "[('p1',)]"
+    assert fleet.rows()["it-a"]["container_id"] == new.id and fleet.rows()["it-a"]["status"] == "online"
+    assert fleet.play("provision.yml").changed() == 0

@@ -89,3 +89,27 @@ def test_allocation_requests_carry_each_hosts_own_identity():
         dict(label="alpha", ip=None, location=None, nonce=None, node_db_b64=b64(seed)),
         dict(label="b", ip="172.21.0.99", location=None, nonce=None, node_db_b64=None),
     ]
+
+
+def test_fleet_settings_must_be_the_same_for_every_node():
+    role_defaults = dict(ROLE_DEFAULTS, knarr_node_registry="/var/lib/fenrir/fleet.db", knarr_node_subnet="172.21.0.0/24")
+    # Set for the whole fleet (group_vars): fine.
+    hostvars = {"a": {"knarr_node_registry": "/srv/fleet.db"}, "b": {"knarr_node_registry": "/srv/fleet.db"}}
+    assert len(specs(hostvars, {"registry": "/srv/fleet.db"}, "a", role_defaults)) == 2
+    # Set on one host only: the run would use it for all; refused, naming the field and the hosts.
+    hostvars = {"a": {"knarr_node_registry": "/srv/fleet.db"}, "b": {}}
+    with pytest.raises(AnsibleFilterError) as err:
+        specs(hostvars, {"registry": "/srv/fleet.db"}, "a", role_defaults)
+    assert "field 'knarr_node_registry'" in str(err.value)
+    assert "host a has '/srv/fleet.db'" in str(err.value) and "host b has '/var/lib/fenrir/fleet.db'" in str(err.value)
+
+
+def test_a_bad_setting_names_the_role_variable_and_host():
+    with pytest.raises(AnsibleFilterError, match=r"node 'b', field 'node_port' \(variable knarr_node_port of host b\)"):
+        specs({"a": {}, "b": {"knarr_node_port": "many"}}, {}, "a")
+
+
+def test_labels_for_removal_accept_what_older_tools_made():
+    assert f.knarr_node_labels(["h"], {"h": {"knarr_node_label": "Node_7"}}, removal=True) == ["Node_7"]
+    with pytest.raises(AnsibleFilterError):
+        f.knarr_node_labels(["h"], {"h": {"knarr_node_label": "Node_7"}})

@@ -190,3 +190,31 @@ def test_seed_never_in_any_message(tmp_path):
     ]
     for setup in cases:
         assert_rejected(b64(make_db(tmp_path, setup)), secrets=(seed,))
+
+
+def test_with_wal_folds_the_write_ahead_log_into_one_file(tmp_path):
+    seed = ident.new_seed()
+    directory = tmp_path / "live"
+    directory.mkdir()
+    path = str(directory / "node.db")
+    with open(path, "wb") as fh:
+        fh.write(ident.build_node_db(seed))
+    writer = sqlite3.connect(path)
+    writer.execute("PRAGMA journal_mode = WAL")
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("CREATE TABLE peers (id TEXT)")
+    writer.execute("INSERT INTO peers VALUES ('p1')")
+    writer.commit()
+    with open(path, "rb") as fh:
+        db = fh.read()
+    with open(path + "-wal", "rb") as fh:
+        wal = fh.read()
+    writer.close()
+    assert wal  # the table lives only in the log so far
+    merged = ident.with_wal(db, wal)
+    assert ident.read_seed(merged) == seed
+    out = str(tmp_path / "merged.db")
+    with open(out, "wb") as fh:
+        fh.write(merged)
+    assert sqlite3.connect(out).execute("SELECT id FROM peers").fetchall() == [("p1",)]
+    assert ident.with_wal(db, None) is db

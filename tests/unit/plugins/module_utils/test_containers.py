@@ -1,0 +1,642 @@
+"""containers.py: what forces a recreate, how files are compared and shown, the result contract, and
+check-mode planning.  No Docker: the Reconciler tests use a small hand-written fake of the few
+docker-py APIClient read methods it calls (inspect_image, inspect_container, head, get_archive)."""
+
+import base64
+import datetime
+import io
+import json
+import os
+import posixpath
+import tarfile
+from types import SimpleNamespace
+
+import pytest
+from docker.errors import APIError, NotFound
+
+from ansible_collections.fenrir.fleet.plugins.module_utils import containers as ct
+from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
+from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import CONFIG_DIR, normalize_spec
+
+SEED = bytes(range(32))
+OTHER_SEED = bytes(range(1, 33))
+NETWORK = "fenrir-fleet"
+IMAGE_ID = "sha256:" + "ab" * 32
+TOML = CONFIG_DIR + "/knarr.toml"
+ECHO = CONFIG_DIR + "/skills/echo.py"
+
+
+def secret_forms(seed):
+    return [seed.hex(), seed.hex().upper(), base64.b64encode(seed).decode(), repr(seed), repr(seed)[2:-1]]
+
+
+def make_work(label="alpha", ip="172.21.0.10", registry="/srv/fleet/fleet.db", seed=SEED, **spec_fields):
+    spec = normalize_spec(dict(label=label, **spec_fields))
+    files = {TOML: (b"[node]\nport = 9010\n", 0o644), ECHO: (b"async def handle(d):\n    return d\n", 0o644)}
+    return ct.NodeWork(spec, ip, files, seed, registry)
+
+
+def inspect_of(work, image_id=IMAGE_ID, state="running", labels=None, network=NETWORK, ip=None, **host):
+    """An inspect_container answer for a container made for ``work`` (override what should differ)."""
+    host_config = dict(Memory=work.spec["memory_bytes"], PidsLimit=work.spec["pids_limit"],
+                       RestartPolicy={"Name": work.spec["restart_policy"], "MaximumRetryCount": 0},
+                       PortBindings={})
+    host_config.update(host)
+    return {
+        "Id": "c0ffee" * 10 + "abcd",
+        "Name": "/" + work.name,
+        "Image": image_id,
+        "Config": {"Image": work.spec["image"], "Labels": dict(work.labels if labels is None else labels)},
+        "HostConfig": host_config,
+        "NetworkSettings": {"Networks": {network: {"IPAMConfig": {"IPv4Address": ip or work.ip},
+                                                   "IPAddress": ip or work.ip}}},
+        "State": {"Status": state},
+    }
+
+
+# --------------------------------------------------------------------------- NodeWork and its result
+
+
+def test_nodework_labels_name_the_node_registry_and_spec():
+    work = make_work(location="eu-north")
+    assert work.name == "fenrir-alpha"
+    assert work.labels == {
+        "fenrir.fleet.role": "knarr-node",
+        "fenrir.fleet.label": "alpha",
+        "fenrir.fleet.server_id": "fenrir-alpha",
+        "fenrir.fleet.registry": "/srv/fleet/fleet.db",
+        "fenrir.fleet.spec": ct.spec_digest(work.spec),
+        "fenrir.fleet.location": "eu-north",
+    }
+    assert "fenrir.fleet.location" not in make_work().labels
+    assert work.node_id == ident.node_id_from_seed(SEED)
+
+
+def test_result_contract_ok():
+    work = make_work()
+    work.actions = ["create", "start"]
+    work.boot_seconds = 1.23456
+    out = work.result()
+    assert out["result"] == {"status": "ok", "ip": "172.21.0.10", "server_id": "fenrir-alpha", "provider": "docker"}
+    assert out["label"] == "alpha" and out["server_id"] == "fenrir-alpha" and out["ip"] == "172.21.0.10"
+    assert out["node_id"] == ident.node_id_from_seed(SEED)
+    assert out["changed"] is True and out["failed"] is False
+    assert out["boot_seconds"] == 1.235
+    assert out["actions"] == ["create", "start"] and out["actions"] is not work.actions
+
+
+def test_result_contract_dry_run_and_unchanged():
+    out = make_work().result(check_mode=True)
+    assert out["result"]["status"] == "dry_run"
+    assert out["changed"] is False and out["boot_seconds"] is None
+
+
+def test_result_contract_error_wins_over_dry_run():
+    work = make_work()
+    work.failed, work.reason = True, "boom"
+    for check_mode in (False, True):
+        out = work.result(check_mode=check_mode)
+        assert out["result"]["status"] == "error"
+        assert out["failed"] is True and out["reason"] == "boom"
+
+
+def test_result_never_holds_the_seed():
+    text = json.dumps(make_work().result())
+    for form in secret_forms(SEED):
+        assert form not in text
+
+
+# --------------------------------------------------------------------------- comparing containers
+
+
+def test_container_view_reads_inspect_and_keeps_only_fleet_labels():
+    work = make_work()
+    info = inspect_of(work, labels=dict(work.labels, **{"com.example.other": "x"}))
+    view = ct.container_view(info, NETWORK)
+    assert view["name"] == "fenrir-alpha"
+    assert view["image"] == "knarr-cluster-node:latest" and view["image_id"] == IMAGE_ID
+    assert view["network"] == NETWORK and view["ip"] == "172.21.0.10"
+    assert view["memory"] == 256 * 1024 ** 2 and view["pids_limit"] == 50
+    assert view["restart_policy"] == "unless-stopped"
+    assert view["ports_published"] is False
+    assert view["labels"] == work.labels
+    assert view["state"] == "running"
+    assert ct.container_view(None, NETWORK) is None
+
+
+def test_container_view_prefers_ipam_address_and_falls_back_to_ipaddress():
+    work = make_work()
+    info = inspect_of(work)
+    info["NetworkSettings"]["Networks"][NETWORK] = {"IPAMConfig": None, "IPAddress": "172.21.0.77"}
+    assert ct.container_view(info, NETWORK)["ip"] == "172.21.0.77"
+    info["NetworkSettings"]["Networks"][NETWORK] = {"IPAMConfig": {"IPv4Address": "172.21.0.10"},
+                                                    "IPAddress": "172.21.0.77"}
+    assert ct.container_view(info, NETWORK)["ip"] == "172.21.0.10"
+
+
+def test_container_not_on_the_fleet_network_is_recreated():
+    work = make_work()
+    view = ct.container_view(inspect_of(work, network="bridge"), NETWORK)
+    assert view["network"] == ["bridge"] and view["ip"] is None
+    reasons = ct.recreate_reasons(view, ct.desired_view(work, IMAGE_ID))
+    assert any(r.startswith("network ") for r in reasons)
+    assert any(r.startswith("ip ") for r in reasons)
+
+
+def test_identical_container_needs_no_recreate_whatever_its_state():
+    work = make_work()
+    desired = ct.desired_view(work, IMAGE_ID)
+    for state in ("running", "exited", "created"):
+        assert ct.recreate_reasons(ct.container_view(inspect_of(work, state=state), NETWORK), desired) == []
+
+
+@pytest.mark.parametrize("override, key", [
+    (dict(image_id="sha256:" + "cd" * 32), "image_id"),
+    (dict(ip="172.21.0.11"), "ip"),
+    (dict(Memory=128 * 1024 ** 2), "memory"),
+    (dict(PidsLimit=100), "pids_limit"),
+    (dict(RestartPolicy={"Name": "always"}), "restart_policy"),
+    (dict(PortBindings={"9010/tcp": [{"HostPort": "9010"}]}), "ports_published"),
+])
+def test_each_container_level_difference_is_a_recreate_reason(override, key):
+    work = make_work()
+    reasons = ct.recreate_reasons(ct.container_view(inspect_of(work, **override), NETWORK),
+                                  ct.desired_view(work, IMAGE_ID))
+    assert len(reasons) == 1 and reasons[0].startswith(key + " ")
+
+
+def test_a_changed_setting_also_changes_the_spec_label():
+    old, new = make_work(memory="256m"), make_work(memory="512m")
+    reasons = ct.recreate_reasons(ct.container_view(inspect_of(old), NETWORK), ct.desired_view(new, IMAGE_ID))
+    assert "label fenrir.fleet.spec" in reasons
+    assert any(r.startswith("memory ") for r in reasons)
+
+
+def test_missing_or_different_fleet_label_is_a_recreate_reason_but_extra_labels_are_not():
+    work = make_work()
+    desired = ct.desired_view(work, IMAGE_ID)
+    labels = dict(work.labels)
+    del labels["fenrir.fleet.server_id"]
+    labels["fenrir.fleet.label"] = "beta"
+    labels["fenrir.fleet.extra"] = "kept"
+    reasons = ct.recreate_reasons(ct.container_view(inspect_of(work, labels=labels), NETWORK), desired)
+    assert sorted(reasons) == ["label fenrir.fleet.label", "label fenrir.fleet.server_id"]
+
+
+def test_restart_policy_no_reported_as_empty_is_not_a_recreate_reason():
+    """Engines before the 2023 normalisation report RestartPolicy.Name '' for a container made without one."""
+    work = make_work(restart_policy="no")
+    view = ct.container_view(inspect_of(work, RestartPolicy={"Name": "", "MaximumRetryCount": 0}), NETWORK)
+    assert ct.recreate_reasons(view, ct.desired_view(work, IMAGE_ID)) == []
+
+
+def test_same_registry_by_another_path_does_not_force_a_recreate(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "fleet.db").write_bytes(b"")
+    os.symlink(str(real), str(tmp_path / "link"))
+    made = make_work(registry=str(real / "fleet.db"))
+    work = make_work(registry=str(tmp_path / "link" / "fleet.db"))
+    view = ct.container_view(inspect_of(made), NETWORK)
+    assert ct.foreign_registry(view["labels"], work.registry_path) is None
+    assert ct.recreate_reasons(view, ct.desired_view(work, IMAGE_ID)) == []
+
+
+def test_foreign_registry():
+    labels = {"fenrir.fleet.registry": "/srv/a/fleet.db"}
+    assert ct.foreign_registry(labels, "/srv/a/fleet.db") is None
+    assert ct.foreign_registry(labels, "/srv/b/fleet.db") == "/srv/a/fleet.db"
+    assert ct.foreign_registry(labels, None) is None
+    assert ct.foreign_registry({}, "/srv/b/fleet.db") is None
+    assert ct.foreign_registry(None, "/srv/b/fleet.db") is None
+
+
+def test_foreign_registry_same_file_by_symlink(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    os.symlink(str(real), str(tmp_path / "link"))
+    labels = {"fenrir.fleet.registry": str(real / "fleet.db")}
+    assert ct.foreign_registry(labels, str(tmp_path / "link" / "fleet.db")) is None
+
+
+# --------------------------------------------------------------------------- identity files
+
+
+def test_identity_file_builds_its_bytes_once_and_lazily(monkeypatch):
+    calls = []
+    real = ident.build_node_db
+    monkeypatch.setattr(ident, "build_node_db", lambda seed: calls.append(seed) or real(seed))
+    f = ct.IdentityFile(SEED)
+    assert calls == []
+    first = bytes(f)
+    assert bytes(f) == first and calls == [SEED]
+    assert ident.read_seed(first) == SEED
+
+
+def test_identity_of():
+    assert ct.identity_of(None) is None
+    assert ct.identity_of(b"") is None
+    assert ct.identity_of(b"not a database at all") is None
+    assert ct.identity_of(ident.build_node_db(SEED)) == SEED
+
+
+def lived_in_db(tmp_path, seed):
+    """A node.db holding ``seed`` that its node has since written its own data to."""
+    import sqlite3
+    path = str(tmp_path / ("node-%s.db" % os.urandom(4).hex()))
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE node_identity (key_bytes BLOB)")
+    conn.execute("INSERT INTO node_identity VALUES (?)", (seed,))
+    conn.execute("CREATE TABLE peers (addr TEXT)")
+    conn.execute("INSERT INTO peers VALUES ('10.0.0.1:9010')")
+    conn.commit()
+    conn.close()
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def test_same_file_compares_node_db_by_identity_not_bytes(tmp_path):
+    lived_in = lived_in_db(tmp_path, SEED)
+    assert lived_in != ident.build_node_db(SEED)
+    want = (ct.IdentityFile(SEED), 0o600)
+    assert ct.same_file(ct.NODE_DB_PATH, (lived_in, 0o600), want) is True
+    assert ct.same_file(ct.NODE_DB_PATH, (ident.build_node_db(OTHER_SEED), 0o600), want) is False
+    assert ct.same_file(ct.NODE_DB_PATH, (b"garbage", 0o600), want) is False
+    assert ct.same_file(ct.NODE_DB_PATH, (lived_in, 0o644), want) is False  # mode matters too
+    assert ct.same_file(ct.NODE_DB_PATH, None, want) is False
+    assert ct.same_file(ct.NODE_DB_PATH, (ct.IdentityFile(SEED), 0o600), want) is True
+    assert ct.same_file(ct.NODE_DB_PATH, (ct.IdentityFile(OTHER_SEED), 0o600), want) is False
+
+
+def test_same_file_plain_files_compare_bytes_and_mode():
+    assert ct.same_file(TOML, (b"a", 0o644), (b"a", 0o644)) is True
+    assert ct.same_file(TOML, (b"a", 0o644), (b"b", 0o644)) is False
+    assert ct.same_file(TOML, (b"a", 0o600), (b"a", 0o644)) is False
+    assert ct.same_file(TOML, None, (b"a", 0o644)) is False
+
+
+def test_file_view_shows_node_db_only_as_its_node_id():
+    node_id = ident.node_id_from_seed(SEED)
+    shown = [ct.file_view(ct.NODE_DB_PATH, (ct.IdentityFile(SEED), 0o600)),
+             ct.file_view(ct.NODE_DB_PATH, (ident.build_node_db(SEED), 0o600))]
+    for text in shown:
+        assert text == "<knarr identity node_id=%s mode=0600>" % node_id
+        for form in secret_forms(SEED):
+            assert form not in text
+    assert ct.file_view(ct.NODE_DB_PATH, (b"junk", 0o644)) == "<knarr identity node_id=none mode=0644>"
+
+
+def test_file_view_text_binary_and_absent():
+    assert ct.file_view(TOML, (b"port = 1\n", 0o644)) == "port = 1\n"
+    binary = b"\xff\xfe\x00"
+    import hashlib
+    assert ct.file_view("/x.bin", (binary, 0o644)) == "<3 bytes, sha256 %s>" % hashlib.sha256(binary).hexdigest()
+    assert ct.file_view(TOML, None) is None
+
+
+# --------------------------------------------------------------------------- tar, read and stat helpers
+
+
+def test_content_mtime_is_stable_and_content_derived():
+    assert ct.content_mtime(b"abc") == ct.content_mtime(b"abc")
+    assert ct.content_mtime(b"abc") != ct.content_mtime(b"abd")
+    assert 1500000000 <= ct.content_mtime(os.urandom(64)) < 1600000000
+
+
+def test_make_tar_has_parent_dirs_modes_and_content_mtimes():
+    files = {"/opt/knarr/knarr.toml": (b"a = 1\n", 0o644), "/opt/knarr/node.db": (b"\x00db", 0o600),
+             "/opt/knarr/skills/echo.py": (b"print()\n", 0o755)}
+    with tarfile.open(fileobj=io.BytesIO(ct.make_tar(files))) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert sorted(n for n, m in members.items() if m.isdir()) == ["opt", "opt/knarr", "opt/knarr/skills"]
+        for path, (data, mode) in files.items():
+            m = members[path.lstrip("/")]
+            assert m.isfile() and m.mode == mode and m.mtime == ct.content_mtime(data)
+            assert tar.extractfile(m).read() == data
+        names = [m.name for m in tar.getmembers()]
+        assert names.index("opt/knarr") < names.index("opt/knarr/knarr.toml")  # parents come first
+
+
+class ArchiveApi:
+    """Fake of the APIClient read calls for files: get_archive and head, over ``files``.
+
+    ``files`` is {absolute path: (bytes, mode, mtime)}; archives are named as the engine names them,
+    from the base name of the requested path.  ``put_archive`` extracts a tar as the engine would."""
+
+    def __init__(self, files=None, stat_mtime_format="%Y-%m-%dT%H:%M:%SZ"):
+        self.files = dict(files or {})
+        self.calls = []
+        self.fmt = stat_mtime_format
+
+    def get_archive(self, container, path):
+        self.calls.append(("get_archive", path))
+        path = path.rstrip("/") or "/"
+        inside = {p: f for p, f in self.files.items() if p == path or p.startswith(path.rstrip("/") + "/")}
+        if not inside:
+            raise NotFound("no such path %s" % path)
+        base = posixpath.dirname(path)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for p, (data, mode, mtime) in sorted(inside.items()):
+                info = tarfile.TarInfo(posixpath.relpath(p, base) if base != "/" else p.lstrip("/"))
+                info.size, info.mode, info.mtime = len(data), mode, mtime
+                tar.addfile(info, io.BytesIO(data))
+        raw = buf.getvalue()
+        return iter([raw[:100], raw[100:]]), {}
+
+    def put_archive(self, container, path, data):
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for m in tar.getmembers():
+                if m.isfile():
+                    self.files[posixpath.join(path, m.name)] = (tar.extractfile(m).read(), m.mode, m.mtime)
+
+    def _url(self, fmt, *args):
+        return fmt.format(*args)
+
+    def head(self, url, params=None):
+        self.calls.append(("head", params["path"]))
+        found = self.files.get(params["path"])
+        if found is None:
+            return SimpleNamespace(status_code=404, headers={})
+        data, mode, mtime = found
+        stamp = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).strftime(self.fmt)
+        stat = dict(name=posixpath.basename(params["path"]), size=len(data), mode=mode, mtime=stamp, linkTarget="")
+        return SimpleNamespace(status_code=200,
+                               headers={"X-Docker-Container-Path-Stat": base64.b64encode(json.dumps(stat).encode())})
+
+    def _raise_for_status(self, response):
+        if response.status_code >= 400:
+            raise APIError("HTTP %d" % response.status_code)
+
+
+def test_written_files_pass_the_quick_check_and_read_back():
+    files = {"/opt/knarr/knarr.toml": (b"a = 1\n", 0o644), "/opt/knarr/skills/echo.py": (b"x\n", 0o640)}
+    api = ArchiveApi()
+    api.put_archive("c", "/", ct.make_tar(files))
+    for path, want in files.items():
+        assert ct.stat_file(api, "c", path) == (len(want[0]), want[1], ct.content_mtime(want[0]))
+        assert ct.quick_same(ct.stat_file(api, "c", path), want) is True
+        assert ct.read_file(api, "c", path) == want
+    assert ct.quick_same(ct.stat_file(api, "c", "/opt/knarr/knarr.toml"), (b"a = 2\n", 0o644)) is False
+    assert ct.quick_same(ct.stat_file(api, "c", "/opt/knarr/knarr.toml"), (b"a = 1\n", 0o600)) is False
+    assert ct.read_files(api, "c", list(files)) == files
+
+
+def test_quick_same_accepts_identity_files():
+    want = (ct.IdentityFile(SEED), 0o600)
+    data = bytes(want[0])
+    assert ct.quick_same((len(data), 0o600, ct.content_mtime(data)), want) is True
+    assert ct.quick_same((len(data), 0o600, ct.content_mtime(data) + 1), want) is False
+    assert ct.quick_same(None, want) is False
+
+
+def test_read_files_one_archive_of_the_common_directory():
+    api = ArchiveApi({"/opt/knarr/knarr.toml": (b"t", 0o644, 0), "/opt/knarr/skills/echo.py": (b"e", 0o755, 0),
+                      "/opt/knarr/node.db": (b"d", 0o600, 0)})
+    got = ct.read_files(api, "c", ["/opt/knarr/knarr.toml", "/opt/knarr/skills/echo.py", "/opt/knarr/missing"])
+    assert got == {"/opt/knarr/knarr.toml": (b"t", 0o644), "/opt/knarr/skills/echo.py": (b"e", 0o755),
+                   "/opt/knarr/missing": None}
+    assert api.calls == [("get_archive", "/opt/knarr")]
+
+
+def test_read_files_single_path_and_absent_directory():
+    api = ArchiveApi({"/opt/knarr/node.db": (b"d", 0o600, 0)})
+    assert ct.read_files(api, "c", ["/opt/knarr/node.db"]) == {"/opt/knarr/node.db": (b"d", 0o600)}
+    assert api.calls == [("get_archive", "/opt/knarr")]
+    assert ct.read_files(api, "c", ["/etc/none/a", "/etc/none/b"]) == {"/etc/none/a": None, "/etc/none/b": None}
+
+
+def test_read_files_rooted_at_slash():
+    api = ArchiveApi({"/etc/a.toml": (b"a", 0o644, 0), "/opt/b.py": (b"b", 0o644, 0)})
+    assert ct.read_files(api, "c", ["/etc/a.toml", "/opt/b.py"]) == {"/etc/a.toml": (b"a", 0o644),
+                                                                    "/opt/b.py": (b"b", 0o644)}
+
+
+def test_read_file_absent_is_none():
+    assert ct.read_file(ArchiveApi(), "c", "/opt/knarr/node.db") is None
+
+
+def stat_api(stat, status_code=200):
+    header = base64.b64encode(json.dumps(stat).encode())
+    return SimpleNamespace(
+        _url=lambda fmt, *a: fmt.format(*a),
+        head=lambda url, params=None: SimpleNamespace(status_code=status_code,
+                                                      headers={"X-Docker-Container-Path-Stat": header}),
+        _raise_for_status=ArchiveApi._raise_for_status.__get__(object()),
+    )
+
+
+def test_stat_file_parses_size_mode_and_mtime():
+    stat = dict(name="knarr.toml", size=12, mode=0o644, mtime="2017-07-14T02:40:00.123456789Z")
+    assert ct.stat_file(stat_api(stat), "c", "/opt/knarr/knarr.toml") == (12, 0o644, 1500000000)
+
+
+def test_stat_file_directory_or_symlink_is_not_a_file():
+    for type_bit in (1 << 31, 1 << 27):  # Go os.ModeDir, os.ModeSymlink
+        stat = dict(name="x", size=4096, mode=type_bit | 0o755, mtime="2017-07-14T02:40:00Z")
+        assert ct.stat_file(stat_api(stat), "c", "/opt/knarr/x") == ("not a file", 0, None)
+        assert ct.quick_same(ct.stat_file(stat_api(stat), "c", "/opt/knarr/x"), (b"", 0o755)) is False
+
+
+def test_stat_file_absent_and_errors():
+    assert ct.stat_file(stat_api({}, status_code=404), "c", "/nope") is None
+    with pytest.raises(APIError):
+        ct.stat_file(stat_api({}, status_code=500), "c", "/nope")
+
+
+def test_stat_file_honours_the_utc_offset():
+    stat = dict(name="knarr.toml", size=12, mode=0o644, mtime="2017-07-14T04:40:00+02:00")
+    assert ct.stat_file(stat_api(stat), "c", "/opt/knarr/knarr.toml") == (12, 0o644, 1500000000)
+
+
+# --------------------------------------------------------------------------- check-mode planning
+
+
+class ReadOnlyApi(ArchiveApi):
+    """The read side of the engine for one node; any write method is absent, so calling one fails the node."""
+
+    def __init__(self, info=None, files=None, images=None, networks=(NETWORK,)):
+        super().__init__(files)
+        self.info = info
+        self.images = {"knarr-cluster-node:latest": IMAGE_ID} if images is None else images
+        self.networks = set(networks)
+
+    def inspect_image(self, image):
+        self.calls.append(("inspect_image", image))
+        if image not in self.images:
+            raise NotFound("no such image")
+        return {"Id": self.images[image]}
+
+    def inspect_container(self, name):
+        self.calls.append(("inspect_container", name))
+        if self.info is None:
+            raise NotFound("no such container")
+        return self.info
+
+    def inspect_network(self, name):
+        if name not in self.networks:
+            raise NotFound("no such network")
+        return {"Name": name}
+
+
+def as_written(work, seed=None, overrides=None):
+    """The container's files as a previous run wrote them (content-derived mtimes)."""
+    out = {}
+    files = dict(work.files, **{ct.NODE_DB_PATH: (ident.build_node_db(seed or work.seed), 0o600)})
+    files.update(overrides or {})
+    for path, (data, mode) in files.items():
+        out[path] = (data, mode, ct.content_mtime(data))
+    return out
+
+
+def plan(api, work):
+    rec = ct.Reconciler(SimpleNamespace(api=api), check_mode=True)
+    rec.run([work])
+    writes = [c for c in api.calls if c[0] not in ("inspect_image", "inspect_container", "head", "get_archive")]
+    assert writes == []
+    return rec
+
+
+def test_plan_for_a_missing_container():
+    work = make_work()
+    rec = plan(ReadOnlyApi(), work)
+    assert not work.failed, work.reason
+    assert work.actions == ["create", "put echo.py, knarr.toml, node.db", "start"]
+    assert work.container_id is None and work.state is None
+    assert work.result(check_mode=True)["result"]["status"] == "dry_run"
+    before, after = rec.diff_views(work)
+    assert before["container"] is None
+    assert "image_id" not in after["container"] and after["container"]["name"] == "fenrir-alpha"
+    assert after["files"][ct.NODE_DB_PATH] == "<knarr identity node_id=%s mode=0600>" % work.node_id
+    assert before["files"] == {p: None for p in after["files"]}
+    for form in secret_forms(SEED):
+        assert form not in json.dumps([before, after])
+
+
+def test_plan_for_an_up_to_date_node_is_empty_and_reads_no_archive():
+    work = make_work()
+    api = ReadOnlyApi(inspect_of(work), as_written(work))
+    plan(api, work)
+    assert not work.failed, work.reason
+    assert work.actions == [] and not work.changed
+    assert work.state == "running" and work.container_id == inspect_of(work)["Id"]
+    assert not [c for c in api.calls if c[0] == "get_archive"]
+
+
+def test_plan_restarts_for_a_changed_file_only():
+    work = make_work()
+    api = ReadOnlyApi(inspect_of(work), as_written(work, overrides={TOML: (b"[node]\nport = 1\n", 0o644)}))
+    rec = plan(api, work)
+    assert work.actions == ["put knarr.toml", "restart"]
+    assert [c for c in api.calls if c[0] == "get_archive"] == [("get_archive", CONFIG_DIR)]
+    before, after = rec.diff_views(work)
+    assert before["files"][TOML] == "[node]\nport = 1\n" and after["files"][TOML] == "[node]\nport = 9010\n"
+    assert before["files"][ct.NODE_DB_PATH] == after["files"][ct.NODE_DB_PATH]
+
+
+def test_plan_keeps_a_node_db_the_node_has_written_to(tmp_path):
+    work = make_work()
+    files = as_written(work, overrides={ct.NODE_DB_PATH: (lived_in_db(tmp_path, SEED), 0o600)})
+    files[ct.NODE_DB_PATH] = files[ct.NODE_DB_PATH][:2] + (1234,)  # the node touched its database since
+    api = ReadOnlyApi(inspect_of(work), files)
+    plan(api, work)
+    assert not work.failed, work.reason
+    assert work.actions == []
+    assert ("get_archive", CONFIG_DIR) in api.calls  # the quick check failed; compared by identity
+
+
+def test_plan_puts_a_node_db_holding_another_identity():
+    work = make_work()
+    rec = plan(ReadOnlyApi(inspect_of(work), as_written(work, seed=OTHER_SEED)), work)
+    assert work.actions == ["put node.db", "restart"]
+    before, after = rec.diff_views(work)
+    assert ident.node_id_from_seed(OTHER_SEED) in before["files"][ct.NODE_DB_PATH]
+    assert work.node_id in after["files"][ct.NODE_DB_PATH]
+
+
+def test_plan_starts_a_stopped_container():
+    work = make_work()
+    plan(ReadOnlyApi(inspect_of(work, state="exited"), as_written(work)), work)
+    assert work.actions == ["start"]
+    assert work.state is None
+
+
+def test_plan_recreates_on_a_container_level_difference():
+    work = make_work()
+    api = ReadOnlyApi(inspect_of(work, PidsLimit=10), as_written(work))
+    plan(api, work)
+    assert work.actions[0].startswith("recreate (pids_limit 10 -> 50")
+    assert work.actions[1:] == ["put echo.py, knarr.toml, node.db", "start"]
+    assert work.container_id is None
+    assert not [c for c in api.calls if c[0] in ("head", "get_archive")]  # a new container: nothing to read
+
+
+def test_plan_refuses_a_container_of_another_node():
+    work = make_work()
+    other = make_work(label="beta")
+    info = inspect_of(work, labels=dict(other.labels))
+    plan(ReadOnlyApi(info), work)
+    assert work.failed and "belongs to node 'beta'" in work.reason
+    assert work.actions == []
+
+
+def test_plan_refuses_a_container_of_another_registry():
+    work = make_work()
+    info = inspect_of(work, labels=dict(work.labels, **{"fenrir.fleet.registry": "/other/fleet.db"}))
+    plan(ReadOnlyApi(info), work)
+    assert work.failed and "/other/fleet.db" in work.reason and "refusing" in work.reason
+    assert work.result(check_mode=True)["result"]["status"] == "error"
+
+
+def test_preflight_names_the_field_and_node():
+    work = make_work()
+    rec = ct.Reconciler(SimpleNamespace(api=ReadOnlyApi(images={}, networks=())), check_mode=True)
+    problems = rec.preflight([work])
+    assert [(label, field) for label, field, _ in problems] == [("alpha", "image"), ("alpha", "network")]
+    assert "knarr-cluster-node:latest" in problems[0][2] and NETWORK in problems[1][2]
+    assert rec.preflight([work], networks_planned=(NETWORK,))[1:] == []
+
+
+# --------------------------------------------------------------------------- decommission
+
+
+class RemovalApi:
+    def __init__(self, listed, existing, fail=()):
+        self.listed, self.existing, self.fail = listed, set(existing), set(fail)
+        self.removed = []
+
+    def containers(self, all=False, filters=None):
+        assert filters == {"label": ct.ROLE_LABEL}
+        return [{"Names": ["/" + n], "Labels": labels} for n, labels in self.listed.items()]
+
+    def inspect_container(self, name):
+        if name not in self.existing:
+            raise NotFound("no such container")
+        return {"Id": name}
+
+    def remove_container(self, name, force=False):
+        if name in self.fail:
+            raise APIError("removal in progress", explanation="removal of container %s is in progress" % name)
+        if name not in self.existing:
+            raise NotFound("no such container")
+        self.removed.append(name)
+
+
+def test_remove_containers_outcomes():
+    ours = {"fenrir.fleet.registry": "/srv/fleet/fleet.db"}
+    api = RemovalApi({"fenrir-a": ours, "fenrir-x": {"fenrir.fleet.registry": "/elsewhere/fleet.db"},
+                      "fenrir-f": ours},
+                     existing={"fenrir-a", "fenrir-x", "fenrir-f", "fenrir-hand"}, fail={"fenrir-f"})
+    out = ct.remove_containers(SimpleNamespace(api=api), ["fenrir-a", "fenrir-x", "fenrir-hand", "fenrir-gone",
+                                                          "fenrir-f"], registry_path="/srv/fleet/fleet.db")
+    assert out["fenrir-a"] == "removed" and out["fenrir-hand"] == "removed" and out["fenrir-gone"] == "absent"
+    assert out["fenrir-x"].startswith("error:") and "/elsewhere/fleet.db" in out["fenrir-x"]
+    assert out["fenrir-f"] == "error: removal of container fenrir-f is in progress"
+    assert sorted(api.removed) == ["fenrir-a", "fenrir-hand"]
+
+
+def test_remove_containers_check_mode_changes_nothing():
+    api = RemovalApi({"fenrir-a": {}}, existing={"fenrir-a", "fenrir-hand"})
+    out = ct.remove_containers(SimpleNamespace(api=api), ["fenrir-a", "fenrir-hand", "fenrir-gone"], check_mode=True)
+    assert out == {"fenrir-a": "removed", "fenrir-hand": "removed", "fenrir-gone": "absent"}
+    assert api.removed == []
