@@ -24,6 +24,7 @@ def knarr_toml(specs, allocations):
                 raise AnsibleFilterError("knarr_toml: for one node, pass its address")
             return render_toml(build_config(normalize_spec(specs), allocations))
         ips = {n["label"]: n["ip"] for n in allocations}
+        node_ids = {n["label"]: n.get("node_id") for n in allocations}
         out = []
         for raw in specs:
             spec = normalize_spec({k: v for k, v in raw.items() if k != "node_db_b64"})
@@ -31,6 +32,8 @@ def knarr_toml(specs, allocations):
                 raise AnsibleFilterError("knarr_toml: node %r has no allocated address" % spec["label"])
             rendered = {k: v for k, v in raw.items() if k != "node_db_b64"}
             rendered["ip"] = ips[spec["label"]]
+            if node_ids.get(spec["label"]):
+                rendered["node_id"] = node_ids[spec["label"]]
             rendered["knarr_toml"] = render_toml(build_config(spec, ips[spec["label"]]))
             out.append(rendered)
         return out

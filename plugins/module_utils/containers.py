@@ -45,14 +45,14 @@ def fault_point(name):
 class NodeWork:
     """One node's desired state and, after reconcile(), what happened to it."""
 
-    def __init__(self, spec, ip, files, seed, registry_path):
+    def __init__(self, spec, ip, files, seed, registry_path, node_id=None):
         self.spec = spec
         self.label = spec["label"]
         self.name = spec["server_id"]
         self.ip = ip
         self.files = dict(files)  # path -> (bytes, mode)
         self.seed = seed
-        self.node_id = ident.node_id_from_seed(seed)
+        self.node_id = node_id or ident.node_id_from_seed(seed)
         self.registry_path = registry_path
         self.labels = {
             ROLE_LABEL: ROLE_VALUE,
@@ -250,8 +250,9 @@ def recreate_reasons(current, desired):
 class IdentityFile:
     """A node.db wanted in a container, known by its seed; its bytes are built once, when needed."""
 
-    def __init__(self, seed):
+    def __init__(self, seed, node_id=None):
         self.seed = seed
+        self.node_id = node_id or ident.node_id_from_seed(seed)  # check mode may plan a node id without its seed
         self._bytes = None
 
     def __bytes__(self):
@@ -266,7 +267,7 @@ def file_view(path, content):
         return None
     data, mode = content
     if isinstance(data, IdentityFile):
-        return "<knarr identity node_id=%s mode=%04o>" % (ident.node_id_from_seed(data.seed), mode)
+        return "<knarr identity node_id=%s mode=%04o>" % (data.node_id, mode)
     if path.endswith(".db"):
         seed = identity_of(data)
         return "<knarr identity node_id=%s mode=%04o>" % (ident.node_id_from_seed(seed) if seed else "none", mode)
@@ -403,7 +404,7 @@ class Reconciler:
     def _reconcile(self, work):
         spec = work.spec
         desired_files = dict(work.files)
-        desired_files[NODE_DB_PATH] = (IdentityFile(work.seed), 0o600)
+        desired_files[NODE_DB_PATH] = (IdentityFile(work.seed, work.node_id), 0o600)
         image_id = self.image_id(spec["image"])
         desired = desired_view(work, image_id)
         info = self._inspect(work.name)

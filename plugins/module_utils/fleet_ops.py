@@ -11,6 +11,7 @@ import time
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import SpecError, normalize_spec, validate_label
+from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import DockerException
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Pool, Registry, RegistryError
 
 NODE_FIELDS = ("label", "ip", "location", "nonce", "server_id", "provider", "node_db_b64",
@@ -99,7 +100,10 @@ def registry_node(params, check_mode):
                         after = reg.get(label)
                     else:
                         before, after, ch = reg.ensure(n, pool)
-                        if params.get("identity", True) or label in seeds:
+                        adopted = label not in seeds and after["node_id"] is not None and reg.get_seed(label) is None
+                        # A node adopted from an older registry has a node id but no seed here: its identity is
+                        # in its container, and fenrir.fleet.knarr_container takes it from there. Never replace it.
+                        if (params.get("identity", True) and not adopted) or label in seeds:
                             _seed, id_changed = reg.ensure_identity(label, seeds.get(label), ident.new_seed)
                             node_id = ident.node_id_from_seed(_seed)
                             if (reg.get(label)["node_id"] != node_id) and n.get("node_id") in (None, node_id):
@@ -143,13 +147,14 @@ def audit_verify(params):
 
 # --------------------------------------------------------------------------- containers
 
-def _works(reg, raw_nodes, check_mode, need_files=True):
+def _works(reg, raw_nodes, check_mode, need_files=True, recovered=None):
     from ansible_collections.fenrir.fleet.plugins.module_utils.containers import NodeWork
     from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import ECHO_SOURCE, CONFIG_DIR
     works = []
     for raw in raw_nodes:
         raw = dict(raw)
         toml_text = raw.pop("knarr_toml", None)
+        planned_id = raw.pop("node_id", None)  # check mode: the node id fleet_node planned
         spec = normalize_spec({k: v for k, v in raw.items() if k != "node_db_b64"})
         label = spec["label"]
         if need_files and (not isinstance(toml_text, str) or not toml_text.strip()):
@@ -163,16 +168,18 @@ def _works(reg, raw_nodes, check_mode, need_files=True):
         elif spec.get("ip") and spec["ip"] != record["ip"]:
             raise FleetError("node %r, field 'ip': %s differs from the address %s the registry holds for it"
                              % (label, spec["ip"], record["ip"]))
-        seed = reg.get_seed(label)
+        seed = reg.get_seed(label) or (recovered or {}).get(label)
+        shown_id = None
         if seed is None:
             if not check_mode:
                 raise FleetError("node %r, field 'identity': the registry holds no identity for it" % label)
-            seed = ident.new_seed()  # check mode only: a placeholder, nothing is written
+            # Check mode: a placeholder seed, nothing is written; diffs show the node id that was planned.
+            seed, shown_id = ident.new_seed(), planned_id
         files = {
             CONFIG_DIR + "/knarr.toml": ((toml_text or "").encode("utf-8"), 0o644),
             CONFIG_DIR + "/skills/echo.py": ((spec.get("echo_source") or ECHO_SOURCE).encode("utf-8"), 0o644),
         }
-        works.append(NodeWork(spec, record["ip"], files, seed, reg.path))
+        works.append(NodeWork(spec, record["ip"], files, seed, reg.path, node_id=shown_id))
     return works
 
 
@@ -199,6 +206,9 @@ def remove_node_containers(params, client, check_mode):
         raise FleetError(str(exc))
     outcome = remove_containers(client, sorted(names), check_mode, params.get("parallelism") or 8,
                                 registry_path=os.path.abspath(params["registry"]))
+    if not check_mode:
+        from ansible_collections.fenrir.fleet.plugins.module_utils.containers import fault_point
+        fault_point("after_remove")
     records = {}
     try:
         if not os.path.exists(params["registry"]):
@@ -233,6 +243,32 @@ def _removal_result(names, outcome, records, check_mode):
                                                                   sum(n["destroyed"] for n in nodes)))
 
 
+def _recover_identities(reg, client, raw_nodes, check_mode):
+    """Nodes with a node id but no seed in the registry (adopted from an older registry): take the seed
+    from the node.db in their container when it is that node's identity, and keep it (encrypted)."""
+    from ansible_collections.fenrir.fleet.plugins.module_utils.containers import NODE_DB_PATH, identity_of, read_file
+    recovered = {}
+    for raw in raw_nodes:
+        label = raw.get("label")
+        record = reg.get(label) if isinstance(label, str) else None
+        if record is None or not record["node_id"] or reg.get_seed(label) is not None:
+            continue
+        try:
+            current = read_file(client.api, "fenrir-%s" % label, NODE_DB_PATH)
+        except (DockerException, OSError):
+            current = None
+        seed = identity_of(current[0]) if current else None
+        if seed is None or ident.node_id_from_seed(seed) != record["node_id"]:
+            raise FleetError("node %r, field 'identity': the registry knows its node id %s but not its identity, and "
+                             "its container fenrir-%s holds no node.db with it; give the node's node.db as "
+                             "knarr_node_db_b64, or decommission the node" % (label, record["node_id"], label))
+        recovered[label] = seed
+        if not check_mode:
+            with reg.transaction():
+                reg.ensure_identity(label, seed)
+    return recovered
+
+
 def reconcile_containers(params, client, check_mode):
     """The knarr_container module: make every node's container match, start it, wait for its echo.
 
@@ -242,7 +278,9 @@ def reconcile_containers(params, client, check_mode):
         return remove_node_containers(params, client, check_mode)
     try:
         with Registry(params["registry"], key_file=params.get("key_file"), check_mode=check_mode) as reg:
-            works = _works(reg, params["nodes"], check_mode, need_files=params.get("state") != "probed")
+            recovered = _recover_identities(reg, client, params["nodes"], check_mode)
+            works = _works(reg, params["nodes"], check_mode, need_files=params.get("state") != "probed",
+                           recovered=recovered)
             seen = set()
             for w in works:
                 if w.label in seen:

@@ -39,7 +39,8 @@ options:
       - One entry per node. Keys are the knarr_node role's node settings without the C(knarr_node_) prefix
         (C(label), C(image), C(network), C(memory), C(pids_limit), C(restart_policy), C(node_port), C(echo_source),
         ...), C(knarr_toml), the rendered configuration, and optionally C(ip), the address the node holds
-        (checked against the registry; in check mode it stands in for an address not reserved yet).
+        (checked against the registry; in check mode it stands in for an address not reserved yet) and
+        C(node_id) (in check mode, the node id shown for an identity not stored yet).
       - Required with O(state=started) and O(state=probed). With O(state=absent) only C(label) is used.
     type: list
     elements: dict

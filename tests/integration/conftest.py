@@ -156,6 +156,7 @@ class Result:
     def __init__(self, proc):
         self.rc = proc.returncode
         self.stdout = proc.stdout
+        self.stderr = proc.stderr
         try:
             self.data = json.loads(proc.stdout[proc.stdout.index("{"):])
         except ValueError:

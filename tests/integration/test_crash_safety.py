@@ -26,7 +26,9 @@ def assert_converged(fleet):
 def test_killed_run_then_rerun_converges(fleet, point):
     fleet.set_hosts(HOSTS)
     killed = fleet.play("provision.yml", env={"FENRIR_FAULT_POINT": point}, check=False)
-    assert killed.rc != 0, "the fault point %s was never reached" % point
+    # The run died of the SIGKILL at that point, not of anything else.
+    assert killed.rc != 0 and "A worker was found in a dead state" in killed.stdout + killed.stderr, \
+        "the fault point %s was never reached: %s" % (point, killed.errors())
     fleet.play("provision.yml")
     assert_converged(fleet)
     assert fleet.play("provision.yml").changed() == 0
@@ -46,3 +48,17 @@ def test_failed_node_is_cleaned_up_and_retried(fleet):
     fleet.play("provision.yml")
     assert fleet.rows()["it-b"]["status"] == "online" and fleet.rows()["it-b"]["reason"] is None
     assert CLIENT.containers.get("fenrir-it-b").status == "running"
+
+
+def test_killed_decommission_then_rerun_converges(fleet):
+    """Killed after the containers are removed, before their records are destroyed: the next run finishes."""
+    fleet.set_hosts(HOSTS)
+    fleet.play("provision.yml")
+    killed = fleet.play("decommission.yml", env={"FENRIR_FAULT_POINT": "after_remove"}, check=False)
+    assert killed.rc != 0 and "A worker was found in a dead state" in killed.stdout + killed.stderr
+    assert fleet.containers() == {}
+    assert all(r["status"] == "online" for r in fleet.rows().values())  # not yet destroyed
+    fleet.play("decommission.yml")
+    rows = fleet.rows()
+    assert all(r["status"] == "destroyed" and r["ip_int"] is None for r in rows.values()), rows
+    assert fleet.play("decommission.yml").changed() == 0

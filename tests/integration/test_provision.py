@@ -1,8 +1,10 @@
 """Provisioning end to end: check mode changes nothing, a second run changes nothing, growth adds only the new."""
-import socket
 import json
+import os
+import socket
+import subprocess
 
-from conftest import NETWORK
+from conftest import NETWORK, ROOT, VENV_BIN
 
 
 def _echo(ip, port=9010):
@@ -111,6 +113,37 @@ def test_each_host_keeps_its_own_settings_and_state(fleet):
     assert results["it-b"] == {"status": "ok", "ip": "172.24.0.10", "server_id": "fenrir-it-b", "provider": "docker"}
     assert results["it-d"]["status"] == "ok" and set(results) == {"it-a", "it-b", "it-c", "it-d"}
     assert fleet.play("provision.yml").changed() == 0
+
+    # The registry is the inventory: the provisioned fleet, addresses as ansible_host, groups by status.
+    inventory = _registry_inventory(fleet, "keyed_groups:\n  - key: fleet_provider\n    prefix: via\n")
+    graph = subprocess.run([os.path.join(VENV_BIN, "ansible-inventory"), "-i", inventory, "--graph"],
+                           cwd=ROOT, env=_env(), capture_output=True, text=True, check=True).stdout
+    assert "@fleet_status_online:" in graph and "@via_docker:" in graph
+    for label in ("it-a", "it-c", "it-d"):
+        assert "|--%s" % label in graph.replace(" ", ""), graph
+    assert "it-b" not in graph  # destroyed: listed only with include_destroyed
+    listed = json.loads(subprocess.run([os.path.join(VENV_BIN, "ansible-inventory"), "-i", inventory, "--list"],
+                                       cwd=ROOT, env=_env(), capture_output=True, text=True, check=True).stdout)
+    hostvars = listed["_meta"]["hostvars"]
+    assert {h: _text(v["ansible_host"]) for h, v in hostvars.items()} == \
+        {k: v["ip"] for k, v in rows.items() if k != "it-b"}
+    assert _text(hostvars["it-d"]["fleet_node_id"]) == rows["it-d"]["node_id"]
+
+
+def _text(value):
+    """ansible-inventory --list marks registry values as untrusted data: {"__ansible_unsafe": text}."""
+    return value["__ansible_unsafe"] if isinstance(value, dict) else value
+
+
+def _env():
+    return dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
+
+
+def _registry_inventory(fleet, extra=""):
+    path = os.path.join(fleet.dir, "registry.fleet.yml")
+    with open(path, "w") as fh:
+        fh.write("plugin: fenrir.fleet.fleet\ndb: %s\n%s" % (fleet.registry, extra))
+    return path
 
 
 def test_a_recreated_node_keeps_its_node_db(fleet):

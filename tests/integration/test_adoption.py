@@ -1,0 +1,106 @@
+"""A fleet made by the original fleet-provision-docker-lite skill, taken over by the collection.
+
+The skill's fleet.db (table fleet_nodes, plain-text secrets) and a node container made its way (docker
+create with --ip and limits, the three files copied in, no labels): provision.yml adopts the record,
+keeps the node's address and identity, and brings the container under management without losing
+what the node wrote to its node.db.
+"""
+import io
+import os
+import sqlite3
+import tarfile
+import time
+
+import docker
+
+from conftest import CLIENT, NETWORK, SUBNET
+from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
+from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_config as kc
+
+IP = "172.24.0.50"
+
+
+def _tar(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, (data, mode) in files.items():
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _original_node(seed):
+    """What the skill left behind: its row in fleet_nodes and its container."""
+    pool = docker.types.IPAMPool(subnet=SUBNET, gateway="172.24.0.1")
+    CLIENT.networks.create(NETWORK, driver="bridge", ipam=docker.types.IPAMConfig(pool_configs=[pool]))
+    container = CLIENT.api.create_container(
+        "knarr-cluster-node:latest", name="fenrir-it-o", detach=True,
+        host_config=CLIENT.api.create_host_config(mem_limit=256 * 2 ** 20, pids_limit=50,
+                                                  restart_policy={"Name": "unless-stopped"}, network_mode=NETWORK),
+        networking_config=CLIENT.api.create_networking_config(
+            {NETWORK: CLIENT.api.create_endpoint_config(ipv4_address=IP)}))
+    spec = kc.normalize_spec({"label": "it-o", "location": "lab"})
+    files = kc.node_files(spec, IP)
+    files[kc.CONFIG_DIR + "/node.db"] = (ident.build_node_db(seed), 0o600)
+    CLIENT.api.put_archive(container["Id"], "/", _tar(files))
+    CLIENT.api.start(container["Id"])
+    return container["Id"]
+
+
+def test_an_original_fleet_is_adopted_without_losing_the_nodes_identity(fleet):
+    seed = ident.new_seed()
+    node_id = ident.node_id_from_seed(seed)
+    os.makedirs(os.path.dirname(fleet.registry))
+    db = sqlite3.connect(fleet.registry)
+    db.execute("CREATE TABLE fleet_nodes (label TEXT PRIMARY KEY, server_id, provider, location, ip, node_id, "
+               "encryption_key, seed_encrypted, nonce, status TEXT DEFAULT 'provisioning', created_at REAL, "
+               "last_seen REAL, report_received_at REAL)")
+    db.execute("INSERT INTO fleet_nodes VALUES ('it-o', 'fenrir-it-o', 'docker', 'lab', ?, ?, 'PLAINKEY-x1', "
+               "'PLAINSEED-x1', 'n1', 'online', ?, ?, ?)", (IP, node_id, time.time(), time.time(), time.time()))
+    db.commit()
+    db.close()
+    old_id = _original_node(seed)
+    write = ("import sqlite3; c = sqlite3.connect('/opt/knarr/node.db'); "
+             "c.execute('CREATE TABLE ledger (entry TEXT)'); c.execute(\"INSERT INTO ledger VALUES ('e1')\"); c.commit()")
+    assert CLIENT.containers.get(old_id).exec_run(["python3", "-c", write]).exit_code == 0
+
+    fleet.set_hosts({"it-o": {"knarr_node_location": "lab"}, "it-n": {}})
+    before = fleet.snapshot()
+    fleet.play("provision.yml", "--check", "--diff")
+    assert fleet.snapshot()["containers"] == before["containers"]
+
+    result = fleet.play("provision.yml")
+    rows = fleet.rows()
+    assert rows["it-o"]["ip"] == IP and rows["it-o"]["node_id"] == node_id and rows["it-o"]["status"] == "online"
+    assert rows["it-n"]["ip"] == "172.24.0.10"  # a new node does not take the adopted address
+    node = {n["label"]: n for n in result.task_result("address, limits and files")["nodes"]}["it-o"]
+    assert node["node_id"] == node_id and "keep node.db" in node["actions"], node  # recreated with its labels
+    new = CLIENT.containers.get("fenrir-it-o")
+    assert new.id != old_id and new.labels["fenrir.fleet.label"] == "it-o"
+    read = "import sqlite3; print(sqlite3.connect('/opt/knarr/node.db').execute('SELECT entry FROM ledger').fetchall())"
+    assert new.exec_run(["python3", "-c", read]).output.decode().strip() == "[('e1',)]"
+    with open(fleet.registry, "rb") as fh:
+        assert b"PLAINSEED-x1" not in fh.read()
+    from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Registry
+    with Registry(fleet.registry, check_mode=True) as reg:
+        assert reg.get_seed("it-o") == seed  # the identity came from the container and is kept, encrypted
+    assert fleet.play("provision.yml").changed() == 0
+
+
+def test_an_adopted_node_without_its_identity_is_refused_not_replaced(fleet):
+    node_id = ident.node_id_from_seed(ident.new_seed())
+    os.makedirs(os.path.dirname(fleet.registry))
+    db = sqlite3.connect(fleet.registry)
+    db.execute("CREATE TABLE fleet_nodes (label TEXT PRIMARY KEY, server_id, provider, location, ip, node_id, "
+               "encryption_key, seed_encrypted, nonce, status TEXT DEFAULT 'provisioning', created_at REAL, "
+               "last_seen REAL, report_received_at REAL)")
+    db.execute("INSERT INTO fleet_nodes (label, server_id, provider, ip, node_id, status, created_at) "
+               "VALUES ('it-o', 'fenrir-it-o', 'docker', ?, ?, 'online', 1.0)", (IP, node_id))
+    db.commit()
+    db.close()
+    fleet.set_hosts({"it-o": {}})
+    result = fleet.play("provision.yml", check=False)
+    assert result.rc != 0
+    assert "node 'it-o', field 'identity'" in result.errors() and node_id in result.errors(), result.errors()
+    assert fleet.rows()["it-o"]["node_id"] == node_id and "it-o" not in fleet.containers()
