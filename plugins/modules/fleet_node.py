@@ -17,6 +17,8 @@ description:
     O(node_db_b64) is validated and stored; otherwise the stored one is kept, or a fresh one is made.
   - Records C(server_id), C(provider), C(location), C(nonce), C(node_id), C(container_id), C(status) and timestamps.
     O(state=absent) marks the node C(destroyed) and frees its address.
+  - A node adopted from an older registry (it has a node id but no identity here) keeps its identity, and none is made
+    for it; M(fenrir.fleet.knarr_container) takes it from the node's container.
   - Any number of processes may run this against one registry at once; they never share an address.
     Every change is appended to a SHA-256 hash-chained audit trail in the same transaction.
 author:
@@ -33,9 +35,46 @@ options:
     description: The node's label. Its container is C(fenrir-<label>). Use O(nodes) for many nodes in one call.
     type: str
   nodes:
-    description: Many nodes in one transaction; each takes the per-node options below.
+    description: Many nodes in one transaction; each entry takes the per-node options of the module.
     type: list
     elements: dict
+    suboptions:
+      label:
+        description: The node's label.
+        type: str
+        required: true
+      ip:
+        description: Pinned address, as O(ip).
+        type: str
+      location:
+        description: As O(location).
+        type: str
+      nonce:
+        description: As O(nonce).
+        type: str
+      server_id:
+        description: As O(server_id).
+        type: str
+      provider:
+        description: As O(provider).
+        type: str
+        default: docker
+      node_db_b64:
+        description: As O(node_db_b64). Secret.
+        type: str
+      status:
+        description: As O(status).
+        type: str
+        choices: [provisioning, running, online, failed]
+      reason:
+        description: As O(reason).
+        type: str
+      node_id:
+        description: As O(node_id).
+        type: str
+      container_id:
+        description: As O(container_id).
+        type: str
   labels:
     description: Many existing nodes in one transaction, given by label; O(status) and O(reason) apply to each.
     type: list
