@@ -2,25 +2,39 @@
 """Cost of ONE address allocation in the fleet registry, as the registry grows.
 
 One allocation = Registry.ensure() of a new label inside one BEGIN IMMEDIATE transaction (the
-address search, the row insert and its audit entry), committed.  Measured on a /16 pool holding
-100 and 50,000 existing records; the existing records fill the pool from its start, so the first
-free address lies behind all of them (the worst case for a "lowest free address" search).
+address search, the check of the record against its audit trail, the row insert, the index of
+held addresses and the audit entry), committed.  Measured on a /16 pool holding 100 and 50,000
+existing records; the existing records fill the pool from its start, so the first free address
+lies behind all of them (the worst case for a "lowest free address" search).  Three cases:
+
+  steady     a new label, one after another (the common case)
+  new pool   the first allocation from a pool never allocated from before (as after adoption,
+             migration or a changed pool_end: schema 3 walked every held address here)
+  reuse      a low address is freed (destroy) and taken again by the next allocation; then
+  after      the allocation right after that reuse (schema 3 walked every held address here)
+
+Each prints p50 and max (and p90 for steady).  Also: the one-time migration of a schema-3 file
+to the current schema, and opening the registry in check mode (a private copy of the file).
 
 Baseline, same process, same 50,000-row file: the naive allocator (what the original skill did,
 plus the reservation it lacked): SELECT every address into Python, pick the first free one,
 INSERT the row, commit.  Two flavours: addresses as text walked with ipaddress (as the skill did),
 and the integer column walked as ints (the fairest naive version).
 
-The records are inserted directly (executemany), with no audit entries: Registry.verify() would
-flag such a file -- it is a bench file, thrown away afterwards.
+The existing records are written directly (executemany) together with a valid audit entry each
+and the index of held addresses, so Registry.verify() accepts the file and the registry's own
+writes (destroy) work on them.  The files are thrown away afterwards.
 
-Usage: .venv/bin/python bench/bench_allocation.py [--samples 200] [--naive-samples 50] [--sizes 100,50000]
+Usage: .venv/bin/python bench/bench_allocation.py [--samples 200] [--case-samples 20]
+                                                  [--naive-samples 50] [--sizes 100,50000]
 """
 
 import argparse
 import ipaddress
+import json
 import os
 import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -29,23 +43,41 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "collections"))
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Pool, Registry  # noqa: E402
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry import (  # noqa: E402
+    COLUMNS, GENESIS_HASH, SCHEMA_VERSION, Pool, Registry, audit_view, entry_hash,
+)
 
 POOL_ARGS = ("10.50.0.0/16", "10.50.0.1", "10.50.0.10", "10.50.255.200")
 
 
+def _json(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def fill(reg, pool, count):
+    """``count`` online records from the pool's start, each with its audit entry, and the held runs."""
     start = int(pool.start)
     now = time.time()
-    rows = []
+    rows, entries = [], []
+    prev_hash = GENESIS_HASH
     for i in range(count):
         ip_int = start + i
-        rows.append(("seed-%06d" % i, "fenrir-seed-%06d" % i, str(ipaddress.IPv4Address(ip_int)), ip_int,
-                     "online", now, now))
+        row = dict.fromkeys(COLUMNS)
+        row.update(label="seed-%06d" % i, server_id="fenrir-seed-%06d" % i, provider="docker",
+                   ip=str(ipaddress.IPv4Address(ip_int)), ip_int=ip_int, status="online",
+                   created_at=now, updated_at=now)
+        rows.append(tuple(row[c] for c in COLUMNS))
+        after = audit_view(row)
+        digest = entry_hash(i + 1, now, "bench", "allocate", row["label"], None, after, prev_hash)
+        entries.append((i + 1, now, "bench", "allocate", row["label"], None, _json(after), prev_hash, digest))
+        prev_hash = digest
     with reg.transaction():
-        reg.conn.executemany(
-            "INSERT INTO nodes (label, server_id, ip, ip_int, status, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        reg.conn.executemany("INSERT INTO nodes (%s) VALUES (%s)" % (", ".join(COLUMNS), ", ".join("?" * len(COLUMNS))),
+                             rows)
+        reg.conn.executemany("INSERT INTO audit (height, ts, actor, action, label, before, after, prev_hash, hash)"
+                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", entries)
+        if count and "held_runs" in reg._tables():
+            reg.conn.execute("INSERT INTO held_runs (run_start, run_end) VALUES (?, ?)", (start, start + count - 1))
 
 
 def make_registry(directory, count, pool, tag="ours"):
@@ -55,15 +87,58 @@ def make_registry(directory, count, pool, tag="ours"):
     return reg
 
 
+def timed(fn):
+    t0 = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t0, result
+
+
+def allocate(reg, label, pool):
+    with reg.transaction():
+        return reg.ensure(dict(label=label), pool)[1]["ip"]
+
+
 def time_ours(reg, pool, samples, tag):
+    return [timed(lambda: allocate(reg, "%s-%04d" % (tag, i), pool))[0] for i in range(samples)]
+
+
+def time_new_pools(reg, pool, samples):
+    """The first allocation from each of ``samples`` pools never used before (pool_end one lower each)."""
     times = []
     for i in range(samples):
-        label = "%s-%04d" % (tag, i)
-        t0 = time.perf_counter()
-        with reg.transaction():
-            reg.ensure(dict(label=label), pool)
-        times.append(time.perf_counter() - t0)
+        fresh = Pool(str(pool.subnet), str(pool.gateway), str(pool.start), str(pool.end - 1 - i))
+        times.append(timed(lambda: allocate(reg, "newpool-%04d" % i, fresh))[0])
     return times
+
+
+def time_reuse(reg, pool, samples, count):
+    """Free a low address, let the next allocation take it (reuse), time the allocation after it too."""
+    reuse, after = [], []
+    for i in range(samples):
+        victim = "seed-%06d" % min(count - 1, 3 + 2 * i)
+        with reg.transaction():
+            reg.destroy(victim)
+        freed = reg.get(victim)["ip"]
+        took, ip = timed(lambda: allocate(reg, "reuse-%04d" % i, pool))
+        assert ip == freed, (ip, freed)
+        reuse.append(took)
+        after.append(timed(lambda: allocate(reg, "after-%04d" % i, pool))[0])
+    return reuse, after
+
+
+def downgrade_to_schema_3(path, pool):
+    """The file as the schema-3 collection kept it: pool_cursor instead of held_runs."""
+    conn = sqlite3.connect(path)
+    held = conn.execute("SELECT count(*) FROM nodes WHERE ip_int IS NOT NULL").fetchone()[0]
+    conn.execute("DROP TABLE held_runs")
+    conn.execute("DROP INDEX audit_label")
+    conn.execute("DROP TABLE registry_meta")
+    conn.execute("CREATE TABLE pool_cursor (lo INTEGER NOT NULL, hi INTEGER NOT NULL, lowest_free INTEGER NOT NULL,"
+                 " PRIMARY KEY (lo, hi))")
+    conn.execute("INSERT INTO pool_cursor VALUES (?, ?, ?)", (int(pool.start), int(pool.end), int(pool.start) + held))
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
 
 
 def naive_insert(conn, label, ip_int):
@@ -111,9 +186,15 @@ def fmt(seconds):
     return "%8.3f ms" % (seconds * 1000.0)
 
 
+def stats(times):
+    return "p50 %s  max %s" % (fmt(statistics.median(times)), fmt(max(times)))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--case-samples", type=int, default=20,
+                        help="samples of the new-pool and reuse cases")
     parser.add_argument("--naive-samples", type=int, default=50,
                         help="allocations per naive baseline (each costs up to a second)")
     parser.add_argument("--sizes", default="100,50000")
@@ -122,26 +203,48 @@ def main():
     pool = Pool(*POOL_ARGS)
     directory = tempfile.mkdtemp(prefix="bench-alloc-")
     try:
-        print("pool %s-%s (%d addresses), %d allocations per measurement, median reported"
-              % (pool.start, pool.end, pool.size, args.samples))
-        medians = {}
+        print("schema %d; pool %s-%s (%d addresses); %d steady allocations, %d per other case"
+              % (SCHEMA_VERSION, pool.start, pool.end, pool.size, args.samples, args.case_samples))
+        medians, cases = {}, {}
         for count in (small, large):
             reg = make_registry(directory, count, pool)
             times = time_ours(reg, pool, args.samples, "ours")
             medians[count] = statistics.median(times)
             first = reg.get("ours-0000")["ip"]
-            print("ours   %6d existing records: median %s  (p90 %s; first new address %s)"
-                  % (count, fmt(medians[count]), fmt(sorted(times)[int(len(times) * 0.9)]), first))
+            print("ours   %6d existing records: steady    %s  (p90 %s; first new address %s)"
+                  % (count, stats(times), fmt(sorted(times)[int(len(times) * 0.9)]), first))
+            new_pool = time_new_pools(reg, pool, args.case_samples)
+            print("ours   %6d existing records: new pool  %s" % (count, stats(new_pool)))
+            reuse, after = time_reuse(reg, pool, args.case_samples, count)
+            print("ours   %6d existing records: reuse     %s" % (count, stats(reuse)))
+            print("ours   %6d existing records: after     %s" % (count, stats(after)))
+            cases[count] = dict(new_pool=new_pool, reuse=reuse, after=after)
+            verdict = reg.verify()
+            assert verdict["ok"], verdict
             reg.close()
+            t, check = timed(lambda: Registry(reg.path, actor="bench", check_mode=True))
+            check.close()
+            line = "ours   %6d existing records: check-mode open (private copy) %s" % (count, fmt(t))
+            if SCHEMA_VERSION >= 4:
+                downgrade_to_schema_3(reg.path, pool)
+                t, migrated = timed(lambda: Registry(reg.path, actor="bench"))
+                t_first, _ = timed(lambda: allocate(migrated, "after-migration", pool))
+                migrated.close()
+                line += "; migration from schema 3 %s (once), first allocation after it %s" % (fmt(t), fmt(t_first))
+            print(line)
         print("ratio  ours %d / ours %d: %.2fx" % (large, small, medians[large] / medians[small]))
+        for case in ("new_pool", "reuse", "after"):
+            print("ratio  ours %s %d / %d: p50 %.2fx, max %.2fx"
+                  % (case, large, small, statistics.median(cases[large][case]) / statistics.median(cases[small][case]),
+                     max(cases[large][case]) / max(cases[small][case])))
 
         naive = {}
         for name, pick in (("naive-int", naive_int), ("naive-text", naive_text)):
             reg = make_registry(directory, large, pool, tag=name)
             times = time_naive(reg, pool, args.naive_samples, name, pick)
             naive[name] = statistics.median(times)
-            print("%-10s %d existing records: median %s  (p90 %s; %d allocations)"
-                  % (name, large, fmt(naive[name]), fmt(sorted(times)[int(len(times) * 0.9)]), len(times)))
+            print("%-10s %d existing records: %s  (p90 %s; %d allocations)"
+                  % (name, large, stats(times), fmt(sorted(times)[int(len(times) * 0.9)]), len(times)))
             reg.close()
             for suffix in ("", "-wal", "-shm"):
                 if os.path.exists(reg.path + suffix):

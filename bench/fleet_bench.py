@@ -600,6 +600,17 @@ def phase_collection(client, count, first_ip, last_ip, group_vars, work, logs, p
                             % (key, rc["changed"], res["log"]))
         return entry
 
+    def decommissioned(key):
+        left = [n for n in bench_containers(client, tmp_root) if FLEET_NAME_RE.match(n)]
+        if left:
+            problems.append("after %s: containers remain: %s" % (key, ", ".join(left)))
+        live = sorted(lb for lb, r in registry_rows(registry).items() if r["status"] != "destroyed")
+        if live:
+            problems.append("after %s: registry still holds live records: %s" % (key, ", ".join(live)))
+
+    # The sequence: provision, re-run with nothing to change, decommission. The decommission
+    # follows the re-run, as the floor's removal follows its nodes answering: both remove nodes of
+    # the same age (before the image's first health checks, 30 s after start, load the engine).
     play("provision", "provision.yml")
     errs = verify_fleet(client, registry, count)
     problems.extend("after provision: " + e for e in errs)
@@ -608,6 +619,14 @@ def phase_collection(client, count, first_ip, last_ip, group_vars, work, logs, p
 
     play("rerun", "provision.yml", expect_changed_zero=True)
     problems.extend("after re-run: " + e for e in verify_fleet(client, registry, count))
+
+    play("decommission", "decommission.yml", hosts=count)
+    decommissioned("decommission")
+
+    # Growth, on a fleet provisioned again (a second sample of provisioning): +5 hosts, a dry run over
+    # all, the 5 removed again with --limit, then the N removed (a second, older, decommission sample).
+    play("provision2", "provision.yml")
+    problems.extend("after provisioning again: " + e for e in verify_fleet(client, registry, count))
 
     total = count + EXPANSION
     play("expansion", "provision.yml", hosts=total)
@@ -626,24 +645,16 @@ def phase_collection(client, count, first_ip, last_ip, group_vars, work, logs, p
                         % (changed_c or "none", changed_f or "none"))
     result["check"]["unchanged"] = before == after
 
-    # Shrink: decommission the 5 added nodes (--limit), then the N of the first run, so that the
-    # decommission row compares N nodes with the floor's removal of N.
     added = ",".join("bench-n%03d" % i for i in range(count + 1, total + 1))
     play("shrink", "decommission.yml", "--limit", added, hosts=total)
     rows = registry_rows(registry)
-    gone = sorted(lb for lb, r in rows.items() if r["status"] == "destroyed")
+    gone = sorted(lb for lb, r in rows.items() if r["status"] == "destroyed" and int(lb[1:]) > count)
     if gone != ["b%03d" % i for i in range(count + 1, total + 1)]:
         problems.append("after shrink: destroyed records are %s, expected the %d added nodes" % (gone, EXPANSION))
     problems.extend("after shrink: " + e for e in verify_fleet(client, registry, count))
 
-    play("decommission", "decommission.yml", hosts=count)
-    left = [n for n in bench_containers(client, tmp_root) if FLEET_NAME_RE.match(n)]
-    if left:
-        problems.append("after decommission: containers remain: %s" % ", ".join(left))
-    rows = registry_rows(registry)
-    live = sorted(lb for lb, r in rows.items() if r["status"] != "destroyed")
-    if live:
-        problems.append("after decommission: registry still holds live records: %s" % ", ".join(live))
+    play("decommission2", "decommission.yml", hosts=count)
+    decommissioned("decommission after growth")
     return result
 
 
@@ -702,6 +713,22 @@ def build_table(res):
         r = ratio(p["wall"], fl["provision"]["wall"])
         rows.append(("fenrir.fleet re-run (nothing to change)", n, p["wall"], r, "own 1st run", TARGETS["rerun"],
                      verdict(r, TARGETS["rerun"]), p["changed"], mib(p["peak_pss_kib"])))
+    if fl.get("decommission"):
+        p = fl["decommission"]
+        r = ratio(p["wall"], floor.get("removal"))
+        rows.append(("fenrir.fleet decommission (after the re-run)", n, p["wall"], r, "floor removal",
+                     TARGETS["decommission"], verdict(r, TARGETS["decommission"]), p["changed"],
+                     mib(p["peak_pss_kib"])))
+    if floor:
+        rows.append(("floor removal: Docker API rm -f, 8 thr" + (" (mean)" if len(floor["removals"]) > 1 else ""), n, floor["removal"], 1.0, "floor removal", None,
+                     "", "-", "-"))
+        if len(floor["removals"]) > 1:
+            rows.append(("  floor removal samples: %s" % " / ".join("%.2f" % w for w in floor["removals"]),
+                         "", None, None, "", None, "", "", ""))
+    if fl.get("provision2"):
+        p = fl["provision2"]
+        rows.append(("fenrir.fleet provision again (2nd sample)", n, p["wall"], ratio(p["wall"], floor.get("wall")),
+                     "floor", None, "", p["changed"], mib(p["peak_pss_kib"])))
     if fl.get("expansion"):
         p = fl["expansion"]
         rows.append(("fenrir.fleet expansion (+%d)" % EXPANSION, "%d+%d" % (n, EXPANSION), p["wall"],
@@ -715,18 +742,10 @@ def build_table(res):
         p = fl["shrink"]
         rows.append(("fenrir.fleet shrink (-%d, --limit)" % EXPANSION, EXPANSION, p["wall"], None, "", None, "",
                      p["changed"], mib(p["peak_pss_kib"])))
-    if fl.get("decommission"):
-        p = fl["decommission"]
-        r = ratio(p["wall"], floor.get("removal"))
-        rows.append(("fenrir.fleet decommission", n, p["wall"], r, "floor removal",
-                     TARGETS["decommission"], verdict(r, TARGETS["decommission"]), p["changed"],
-                     mib(p["peak_pss_kib"])))
-    if floor:
-        rows.append(("floor removal: Docker API rm -f, 8 thr" + (" (mean)" if len(floor["removals"]) > 1 else ""), n, floor["removal"], 1.0, "floor removal", None,
-                     "", "-", "-"))
-        if len(floor["removals"]) > 1:
-            rows.append(("  floor removal samples: %s" % " / ".join("%.2f" % w for w in floor["removals"]),
-                         "", None, None, "", None, "", "", ""))
+    if fl.get("decommission2"):
+        p = fl["decommission2"]
+        rows.append(("fenrir.fleet decommission after growth", n, p["wall"], ratio(p["wall"], floor.get("removal")),
+                     "floor removal", None, "", p["changed"], mib(p["peak_pss_kib"])))
 
     head = ("phase", "nodes", "wall s", "ratio", "ratio to", "target", "", "changed", "ctrl MiB")
     body = [(a, str(b), "%.2f" % c if c is not None else "", fmt_ratio(d) if c is not None else "", e,
@@ -877,10 +896,10 @@ def main(argv=None):
     print("ratio: wall / (ratio to). ctrl MiB: peak summed PSS of the ansible-playbook process tree, sampled at "
           "10 Hz (JSON also has summed RSS and the largest single process from wait4).")
     print("cli and community.docker files were rendered before timing; floor and fenrir.fleet build them inside.")
-    for key in ("provision", "rerun", "expansion", "shrink", "decommission"):
+    for key in ("provision", "rerun", "decommission", "provision2", "expansion", "shrink", "decommission2"):
         entry = (res.get("fleet") or {}).get(key)
         if entry and entry.get("slowest_tasks"):
-            print("fenrir.fleet %-12s slowest tasks: %s" % (key, "; ".join(
+            print("fenrir.fleet %-13s slowest tasks: %s" % (key, "; ".join(
                 "%s %.1fs" % (name.split(" : ")[-1][:48], sec) for name, sec in entry["slowest_tasks"][:3])))
     cd = res.get("community_docker") or {}
     if (cd.get("first") or {}).get("extrapolated"):

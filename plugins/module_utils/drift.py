@@ -1,18 +1,22 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Looking at the fleet without touching it: the registry read-only, its audit chain, and its drift from Docker.
+"""Looking at the fleet: the registry read-only, its audit chain, and its drift from Docker.
 
 * :func:`read_nodes` reads ``fleet.db`` through a ``mode=ro`` connection: never migrated, never written.
   The inventory plugin ``fenrir.fleet.fleet`` and :func:`fleet_status` use it.
 * :func:`audit` verifies the audit chain with :meth:`Registry.verify` (registry opened in check mode).
-* :func:`compare` sets the registry's active nodes beside the node containers on the engine and says,
-  per node, how they differ; :func:`fleet_status` lists the containers once and calls it.
+* :func:`compare` sets the registry's active nodes beside the containers on the engine and says, per node,
+  how they differ; :func:`fleet_status` lists the containers and inspects the fleet network once each
+  (two Docker API calls however large the fleet) and calls it.
+* :func:`release_stale` is the one write: with ``release_stale``, :func:`fleet_status` marks records left in
+  ``provisioning`` by a run that never finished failed and frees their addresses (one registry transaction).
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
@@ -27,22 +31,28 @@ ROLE_VALUE = "knarr-node"
 NODE_LABEL = LABEL_PREFIX + "label"
 REGISTRY_LABEL = LABEL_PREFIX + "registry"
 
+# Containers of the original fleet-provision-docker-lite skill carry no labels: they are known by name.
+NAME_PREFIX = "fenrir-"
+
 DEFAULT_NETWORK = "fenrir-fleet"
 DEFAULT_NODE_PORT = 9010
 DEFAULT_PROBE_TIMEOUT = 2.0
+DEFAULT_STALE_AFTER = 600.0  # seconds a 'provisioning' record may stay unchanged without a running container
 
 # Every drift a node can show, and its key in the summary.
 DRIFTS = (
     "status provisioning",   # the registry says the node is still being provisioned
+    "stale provisioning",    # still provisioning, unchanged for longer than stale_after, no running container
     "status failed",         # the registry says provisioning failed (see its reason)
-    "container missing",     # no container of this registry carries the node's label
+    "container missing",     # no container is the node's (labelled for this registry, or unlabelled and named like it)
     "stopped",               # the container exists but is not running
     "address differs",       # the container's address on the fleet network is not the registry's
     "container id differs",  # the container is not the one the registry recorded (recreated behind its back)
     "not answering",         # probe: the node did not answer status and echo
     "wrong identity",        # probe: the node answered with another node id than the registry's
-    "not in registry",       # a container of this registry whose label is not an active node
-    "duplicate container",   # a second container of this registry with the same node label
+    "not in registry",       # a container of this registry (or an unlabelled fenrir-* one on the fleet network)
+                             # that is no active node's
+    "duplicate container",   # a second container for the same node
 )
 
 
@@ -123,6 +133,31 @@ def audit(db, key_file=None):
     return dict(result, db=path)
 
 
+def audit_accept(db, key_file=None, labels=(), rebuild_index=False, check_mode=False):
+    """Take records changed outside the registry as they are now (an ``accept`` audit entry each, by
+    this actor), and/or rebuild the index of held addresses from the records; then verify.
+
+    Only for changes an operator has looked at and means to keep: afterwards the registry writes to
+    those records again.  Returns dict(changed, accepted, index_rebuilt, ok, entries, problem, ...)."""
+    path = os.path.abspath(os.path.expanduser(db))
+    open_readonly(path).close()
+    accepted, rebuilt = [], False
+    try:
+        with Registry(path, key_file=key_file, check_mode=check_mode) as reg:
+            with reg.transaction():
+                for label in labels or ():
+                    if reg.accept_external_change(label):
+                        accepted.append(label)
+                if rebuild_index:
+                    rebuilt = reg.rebuild_address_index()
+            result = reg.verify()
+    except RegistryError as exc:
+        raise DriftError(str(exc))
+    except sqlite3.DatabaseError as exc:
+        raise DriftError("cannot read the audit trail of %s: %s" % (path, exc))
+    return dict(result, db=path, changed=bool(accepted or rebuilt), accepted=accepted, index_rebuilt=rebuilt)
+
+
 # --------------------------------------------------------------------------- containers
 
 def _same_path(a, b):
@@ -131,92 +166,138 @@ def _same_path(a, b):
     return os.path.abspath(a) == os.path.abspath(b) or os.path.realpath(a) == os.path.realpath(b)
 
 
-def container_view(entry, network, inspect=None):
-    """What drift needs of one entry of the container listing.
+def _primary_name(names):
+    """A container's own name from the listing's ``Names`` (``/name``; link aliases look like ``/other/name``)."""
+    stripped = [n.lstrip("/") for n in names or []]
+    return next((n for n in stripped if "/" not in n), stripped[0] if stripped else None)
 
-    ``inspect`` (callable, id -> inspect dict) is only used when the listing carries no network settings.
-    The address is the one the container has on ``network`` when running, else the one configured for it.
+
+def container_view(entry, network, network_info=None):
+    """What drift needs of one entry of the container listing (``GET /containers/json``).
+
+    ``network_info`` is the inspection of ``network`` (``GET /networks/<name>``), ``False`` when that network
+    does not exist, or ``None`` (not inspected: the listing alone decides). A container is on the network when
+    its listing names the network with that network's id (or with none yet: created, never started), or when
+    the network lists it as attached. Its address there is the one it has when running, else the configured one.
     """
-    settings = entry.get("NetworkSettings")
-    if settings is None and inspect is not None:
-        settings = (inspect(entry["Id"]) or {}).get("NetworkSettings")
-    net = ((settings or {}).get("Networks") or {}).get(network)
+    net = None
+    if network_info is not False:
+        net = ((entry.get("NetworkSettings") or {}).get("Networks") or {}).get(network)
+    if net and network_info and net.get("NetworkID") and net["NetworkID"] != network_info.get("Id"):
+        net = None  # configured for an earlier network of the same name, removed since
+    attached = ((network_info or {}).get("Containers") or {}).get(entry["Id"]) or {}
     ip = None
     if net:
         ip = net.get("IPAddress") or (net.get("IPAMConfig") or {}).get("IPv4Address") or None
-    names = entry.get("Names") or []
+    ip = ip or (attached.get("IPv4Address") or "").split("/")[0] or None
     return dict(
         id=entry["Id"],
-        name=names[0].lstrip("/") if names else entry["Id"][:12],
+        name=_primary_name(entry.get("Names")) or entry["Id"][:12],
         state=entry.get("State"),
         labels=entry.get("Labels") or {},
         ip=ip,
-        on_network=bool(net),
+        on_network=bool(net) or bool(attached),
     )
 
 
 def _pick(candidates, server_id):
-    """The container that is the node (named like it, else running, else the first); the rest are extra."""
-    ordered = sorted(candidates, key=lambda c: (c["name"] != server_id, c["state"] != "running", c["name"]))
+    """The container that is the node (named like it, else labelled, else running, else the first);
+    the rest are extra."""
+    ordered = sorted(candidates, key=lambda c: (c["name"] != server_id, c["matched_by"] != "label",
+                                                c["state"] != "running", c["name"]))
     return ordered[0], ordered[1:]
 
 
-def _entry(label, server_id, registry_status, ip, container, drift, node_id=None):
+def _record_age(node, now):
+    """Seconds since the registry record last changed (``updated_at``, else ``created_at``); None if unknown."""
+    changed_at = node.get("updated_at") or node.get("created_at")
+    return max(0.0, now - changed_at) if changed_at else None
+
+
+def _entry(label, server_id, registry_status, ip, container, drift, node_id=None, record_age=None):
     return dict(
         label=label,
         server_id=server_id,
         node_id=node_id,
         registry_status=registry_status,
         ip=ip,
+        record_age=int(record_age) if record_age is not None else None,
         container_name=container["name"] if container else None,
         container_id=container["id"] if container else None,
         container_ip=container["ip"] if container else None,
         container_state=container["state"] if container else None,
+        matched_by=container["matched_by"] if container else None,
         drift=drift,
         probe_error=None,
     )
 
 
-def compare(nodes, containers, registry_path):
+def compare(nodes, containers, registry_path, now=None, stale_after=DEFAULT_STALE_AFTER):
     """Drift of every active registry node against the container views (see :func:`container_view`).
 
-    Only containers labelled for ``registry_path`` count. Returns the list of per-node entries
-    (registry nodes first, in registry order; then containers the registry does not know).
+    A node's container is one labelled for ``registry_path`` with the node's label, or an unlabelled one
+    (no ``fenrir.fleet.registry`` label, as the original skill made them) named like the node: its
+    ``server_id``, else ``fenrir-<label>``. Containers labelled for another registry are never this
+    registry's. Unclaimed containers of this registry, and unclaimed unlabelled ``fenrir-*`` containers on the
+    fleet network, are ``not in registry``. A ``provisioning`` record unchanged for more than ``stale_after``
+    seconds (at ``now``) without a running container is ``stale provisioning``.
+
+    Returns the list of per-node entries (registry nodes first, in registry order; then extra containers).
     """
-    by_label = {}
+    now = time.time() if now is None else now
+    by_label, by_name = {}, {}
     for c in containers:
-        if _same_path(c["labels"].get(REGISTRY_LABEL), registry_path):
-            by_label.setdefault(c["labels"].get(NODE_LABEL), []).append(c)
-    entries = []
-    extras = []
-    for node in nodes:
-        if node["status"] not in ACTIVE_STATUSES:
-            continue
-        drift = []
-        if node["status"] in ("provisioning", "failed"):
-            drift.append("status %s" % node["status"])
-        candidates = by_label.pop(node["label"], [])
+        theirs = c["labels"].get(REGISTRY_LABEL)
+        if theirs:
+            if _same_path(theirs, registry_path):
+                by_label.setdefault(c["labels"].get(NODE_LABEL), []).append(dict(c, matched_by="label"))
+            # else: another fleet's container; not this registry's drift
+        else:
+            by_name[c["name"]] = dict(c, matched_by="name")
+    active = [n for n in nodes if n["status"] in ACTIVE_STATUSES]
+    claimed = {}  # node label -> unlabelled containers named like it (by server_id first, then fenrir-<label>)
+    for name_of in (lambda n: n["server_id"], lambda n: NAME_PREFIX + n["label"]):
+        for node in active:
+            c = by_name.pop(name_of(node), None)
+            if c is not None:
+                claimed.setdefault(node["label"], []).append(c)
+
+    entries, extras = [], []
+    for node in active:
+        status = node["status"]
+        candidates = by_label.pop(node["label"], []) + claimed.get(node["label"], [])
         container = None
+        found = []
         if not candidates:
-            drift.append("container missing")
+            found.append("container missing")
         else:
             container, duplicates = _pick(candidates, node["server_id"])
             running = container["state"] == "running"
             if not running:
-                drift.append("stopped")
+                found.append("stopped")
             if not container["on_network"] or (container["ip"] != node["ip"]
                                                 and (container["ip"] is not None or running)):
-                drift.append("address differs")
+                found.append("address differs")
             if node.get("container_id") and container["id"] != node["container_id"]:
-                drift.append("container id differs")
-            extras.extend(_entry(node["label"], node["server_id"], node["status"], node["ip"], d,
-                                 ["duplicate container"]) for d in duplicates)
-        entries.append(_entry(node["label"], node["server_id"], node["status"], node["ip"], container, drift,
-                              node.get("node_id")))
-    for label in sorted(by_label, key=lambda k: (k is None, k or "")):
-        for c in sorted(by_label[label], key=lambda c: c["name"]):
-            extras.append(_entry(label, c["labels"].get(LABEL_PREFIX + "server_id") or c["name"], None, None, c,
-                                 ["not in registry"]))
+                found.append("container id differs")
+            extras.extend(_entry(node["label"], node["server_id"], status, node["ip"], d, ["duplicate container"])
+                          for d in duplicates)
+        age = _record_age(node, now)
+        drift = []
+        if status in ("provisioning", "failed"):
+            drift.append("status %s" % status)
+        if (status == "provisioning" and age is not None and age > stale_after
+                and (container is None or container["state"] != "running")):
+            drift.append("stale provisioning")
+        entries.append(_entry(node["label"], node["server_id"], status, node["ip"], container, drift + found,
+                              node.get("node_id"), age))
+
+    unknown = [(label, c) for label, cs in by_label.items() for c in cs]
+    unknown += [(c["name"][len(NAME_PREFIX):], c) for c in by_name.values()
+                if c["name"].startswith(NAME_PREFIX) and c["on_network"]]
+    for label, c in sorted(unknown, key=lambda lc: (lc[0] is None, lc[0] or "", lc[1]["name"])):
+        server_id = c["labels"].get(LABEL_PREFIX + "server_id") or c["name"]
+        extras.append(_entry(label, server_id, None, None, c, ["not in registry"]))
     return entries + extras
 
 
@@ -255,35 +336,106 @@ def summarize(entries):
     return summary
 
 
-def fleet_status(params, make_client):
-    """The fleet_status module: read the registry, list the node containers once, compare (and probe)."""
+# --------------------------------------------------------------------------- stale records
+
+def _release_view(node):
+    return dict(status=node["status"], reason=node.get("reason"), ip=node.get("ip"),
+                address_held=bool(node.get("address_held")))
+
+
+def stale_reason(age, stale_after):
+    return ("stale provisioning: unchanged for %d s (stale_after %d s) without a running container; "
+            "released by fenrir.fleet.fleet_status" % (age, stale_after))
+
+
+def release_stale(db, nodes, labels, stale_after, now=None, check_mode=False):
+    """Mark the ``provisioning`` records ``labels`` (found stale by :func:`compare`) failed and free their addresses.
+
+    One registry transaction; each change appends an audit entry (:meth:`Registry.fail` with ``release=True``).
+    A record changed since ``nodes`` were read (a run picked it up meanwhile) is left alone. In check mode
+    nothing is written. Returns ``(released, before, after, records)``: the labels released (that would be, in
+    check mode), ``{label: {status, reason, ip, address_held}}`` before and after, and the fresh records
+    (``{label: record}``) to compare again.
+    """
+    now = time.time() if now is None else now
+    seen = {n["label"]: n for n in nodes}
+    released, before, after, records = [], {}, {}, {}
+    if not labels:
+        return released, before, after, records
+    if check_mode:
+        for label in labels:
+            node = seen[label]
+            reason = stale_reason(_record_age(node, now) or 0, stale_after)
+            records[label] = dict(node, status="failed", reason=reason, container_id=None, address_held=False,
+                                  updated_at=now)
+            released.append(label)
+    else:
+        try:
+            with Registry(db) as reg:
+                with reg.transaction():
+                    for label in labels:
+                        row = reg.get(label)
+                        if row is None:
+                            continue
+                        if row["status"] == "provisioning" and row["updated_at"] == seen[label]["updated_at"]:
+                            reason = stale_reason(_record_age(row, now) or 0, stale_after)
+                            if reg.fail(label, reason, release=True):
+                                released.append(label)
+                        records[label] = reg.get(label)
+        except RegistryError as exc:
+            raise DriftError("cannot release stale records in %s: %s" % (db, exc))
+        except sqlite3.DatabaseError as exc:
+            raise DriftError("cannot release stale records in %s: %s" % (db, exc))
+    for label in released:
+        before[label] = _release_view(seen[label])
+        after[label] = _release_view(records[label])
+    return released, before, after, records
+
+
+# --------------------------------------------------------------------------- the module
+
+def fleet_status(params, make_client, check_mode=False):
+    """The fleet_status module: read the registry, list the containers and inspect the fleet network once each,
+    compare; with ``release_stale``, release the stale records; with ``probe``, probe."""
     from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
         APIError, DockerException, NotFound)
 
     db = os.path.abspath(os.path.expanduser(params["db"]))
     network = params.get("network") or DEFAULT_NETWORK
+    stale_after = params.get("stale_after")
+    stale_after = DEFAULT_STALE_AFTER if stale_after is None else stale_after
+    if stale_after < 0:
+        raise DriftError("stale_after must be 0 or more seconds, not %s" % stale_after)
     nodes = read_nodes(db, include_destroyed=False)
     try:
         client = make_client(params)
     except (DockerException, ValueError) as exc:
         raise DriftError("cannot connect to the Docker engine: %s" % exc)
     try:
-        listing = client.api.containers(all=True, filters={"label": "%s=%s" % (ROLE_LABEL, ROLE_VALUE)})
-
-        def inspect(cid):
-            try:
-                return client.api.inspect_container(cid)
-            except NotFound:  # removed since the listing
-                return None
-        containers = [container_view(c, network, inspect) for c in listing]
+        listing = client.api.containers(all=True)
+        try:
+            network_info = client.api.inspect_network(network)
+        except NotFound:
+            network_info = False
+        containers = [container_view(c, network, network_info) for c in listing]
     except (APIError, DockerException) as exc:
-        raise DriftError("cannot list the node containers on the Docker engine: %s"
+        raise DriftError("cannot list the containers on the Docker engine: %s"
                          % (getattr(exc, "explanation", None) or exc))
     finally:
         client.close()
-    entries = compare(nodes, containers, db)
+    now = time.time()
+    entries = compare(nodes, containers, db, now=now, stale_after=stale_after)
+    result = dict(changed=False, db=db, network=network, released=[])
+    if params.get("release_stale"):
+        stale = [e["label"] for e in entries if _is_node(e) and "stale provisioning" in e["drift"]]
+        released, before, after, records = release_stale(db, nodes, stale, stale_after, now=now,
+                                                          check_mode=check_mode)
+        if records:
+            nodes = [records.get(n["label"], n) for n in nodes]
+            entries = compare(nodes, containers, db, now=now, stale_after=stale_after)
+        result.update(changed=bool(released), released=released, diff=dict(before=before, after=after))
     if params.get("probe"):
         probe(entries, port=params.get("node_port") or DEFAULT_NODE_PORT,
               timeout=params.get("probe_timeout") or DEFAULT_PROBE_TIMEOUT)
-    return dict(changed=False, db=db, network=network, nodes=entries,
-                in_sync=not any(e["drift"] for e in entries), summary=summarize(entries))
+    result.update(nodes=entries, in_sync=not any(e["drift"] for e in entries), summary=summarize(entries))
+    return result

@@ -318,7 +318,8 @@ def reconcile_containers(params, client, check_mode):
                         w.registry_status = record["status"]
                         continue
                     if w.failed:
-                        reg.fail(w.label, w.reason)
+                        # An untouched container that fails its probe is kept (it was not this run's to remove).
+                        reg.fail(w.label, w.reason, container_removed=w.container_id is None)
                     else:
                         changes = dict(container_id=w.container_id, node_id=w.node_id)
                         # A node this run touched, or one not yet up, is running until register-fleet

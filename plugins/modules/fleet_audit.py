@@ -15,8 +15,8 @@ description:
   - A row or an entry edited, added or removed outside fenrir.fleet (for example with C(sqlite3)) breaks the chain;
     the module then fails with the first problem found (which entry or which node, which fields), unless
     O(fail_on_mismatch=false).
-  - Read-only. The registry is never created, migrated or written; a registry with another schema version than
-    the collection's is refused with a message saying how to migrate it.
+  - Read-only unless O(accept) or O(rebuild_index) is given. The registry is never created or migrated; a registry
+    with another schema version than the collection's is refused with a message saying how to migrate it.
 author:
   - fenrir.fleet maintainers
 options:
@@ -33,10 +33,25 @@ options:
     description: Fail when the chain is broken. With V(false), return RV(ok=false) and RV(problem) instead.
     type: bool
     default: true
+  accept:
+    description:
+      - Labels of nodes whose record was changed outside fenrir.fleet and is to be kept as it is now. Each gets an
+        C(accept) audit entry (before = what the trail recorded, after = the record as found), after which the
+        registry writes to it again (it refuses to while the record and its newest entry differ).
+      - Only for changes you have looked at (RV(problem) names them). Without O(accept) and O(rebuild_index) the
+        module is read-only.
+    type: list
+    elements: str
+    default: []
+  rebuild_index:
+    description: Rebuild the registry's index of held addresses from the node records (after RV(problem) reported
+      it edited).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
-    description: The module never changes anything; it runs the same in check mode.
+    description: Verifying changes nothing. With O(accept) or O(rebuild_index), reports what would change and writes nothing.
   diff_mode:
     support: none
   idempotent:
@@ -64,6 +79,11 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ fleet_audit.problem }}"
   when: not fleet_audit.ok
+
+- name: Keep beta's record as it was edited by hand (after looking at it), then verify
+  fenrir.fleet.fleet_audit:
+    db: /var/lib/fenrir/fleet.db
+    accept: [beta]
 """
 
 RETURN = r"""
@@ -92,6 +112,15 @@ label:
   returned: success
   type: str
   sample: beta
+accepted:
+  description: Labels whose outside change was accepted (or, in check mode, would be).
+  returned: success
+  type: list
+  elements: str
+index_rebuilt:
+  description: Whether the index of held addresses was (or would be) rebuilt because it differed.
+  returned: success
+  type: bool
 db:
   description: Absolute path of the registry.
   returned: always
@@ -101,7 +130,7 @@ db:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.drift import DriftError, audit
+from ansible_collections.fenrir.fleet.plugins.module_utils.drift import DriftError, audit, audit_accept
 
 
 def main():
@@ -110,16 +139,24 @@ def main():
             db=dict(type="path", required=True),
             key_file=dict(type="path", no_log=False),
             fail_on_mismatch=dict(type="bool", default=True),
+            accept=dict(type="list", elements="str", default=[]),
+            rebuild_index=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
+    p = module.params
     try:
-        result = audit(module.params["db"], module.params["key_file"])
+        if p["accept"] or p["rebuild_index"]:
+            result = audit_accept(p["db"], p["key_file"], p["accept"], p["rebuild_index"], module.check_mode)
+        else:
+            result = dict(audit(p["db"], p["key_file"]), changed=False, accepted=[], index_rebuilt=False)
     except DriftError as exc:
-        module.fail_json(msg=str(exc), db=module.params["db"])
-    if not result["ok"] and module.params["fail_on_mismatch"]:
-        module.fail_json(msg="the audit chain of %s is broken: %s" % (result["db"], result["problem"]), **result)
-    module.exit_json(changed=False, **result)
+        module.fail_json(msg=str(exc), db=p["db"])
+    if not result["ok"] and p["fail_on_mismatch"]:
+        module.fail_json(msg="the audit chain of %s is broken: %s. If you mean to keep a node's record as it is now, "
+                         "run fenrir.fleet.fleet_audit with accept: [<label>]" % (result["db"], result["problem"]),
+                         **result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

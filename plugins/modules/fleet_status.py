@@ -9,31 +9,39 @@ module: fleet_status
 short_description: Compare the fleet registry with the node containers on the Docker engine (drift)
 version_added: 0.1.0
 description:
-  - Reads the fleet registry (O(db), read-only) and lists the knarr node containers on the engine once
-    (containers labelled C(fenrir.fleet.role=knarr-node)); only containers whose C(fenrir.fleet.registry) label is
-    this registry's absolute path count. A container is a node's when its C(fenrir.fleet.label) label is the node's
-    label (its name is normally C(fenrir-<label>), the node's C(server_id)).
+  - Reads the fleet registry (O(db), read-only) and, in one call each, lists the containers on the engine and
+    inspects O(network); the cost does not grow with the number of nodes.
+  - A node's container is one labelled for this registry (its C(fenrir.fleet.registry) label is this registry's
+    absolute path) whose C(fenrir.fleet.label) label is the node's label, or an unlabelled one (as the original
+    fleet-provision-docker-lite skill made them) named like the node, its C(server_id), else C(fenrir-<label>).
+    Containers labelled for another registry are never this registry's, even when named like one of its nodes;
+    other fleets may share the engine.
   - For every active node (any status but C(destroyed)) it reports what differs, as a list of strings in
     RV(nodes[].drift), empty when the node is in sync.
   - V(status provisioning) and V(status failed) when the registry says so;
-    V(container missing) when no container carries the node's label;
+    V(stale provisioning) when the record is still C(provisioning), unchanged for more than O(stale_after)
+    seconds, and the node has no running container (a provisioning run killed and never re-run; the record
+    still holds its address);
+    V(container missing) when no container is the node's;
     V(stopped) when the container is not running;
     V(address differs) when the container's address on O(network) is not the registry's (or it is not on O(network));
     V(container id differs) when the container is not the one the registry recorded (recreated behind its back).
   - With O(probe=true), each running node is asked for its status and its echo skill at its container's address;
     V(not answering) when it does not answer within O(probe_timeout), V(wrong identity) when it answers with
     another node id than the registry's.
-  - Containers of this registry that are not an active node are reported as entries of their own with
-    V(not in registry) (for example the container of a destroyed node); a second container for the same node
-    as V(duplicate container).
-  - Changes nothing, neither the registry nor Docker.
+  - Containers of this registry that are not an active node's are reported as entries of their own with
+    V(not in registry) (for example the container of a destroyed node), and so are unlabelled C(fenrir-*)
+    containers on O(network) that no node claims; a second container for the same node as V(duplicate container).
+  - Changes nothing, neither the registry nor Docker, unless O(release_stale=true).
 author:
   - fenrir.fleet maintainers
 extends_documentation_fragment:
   - fenrir.fleet.docker
 options:
   db:
-    description: Path of the registry, C(fleet.db). Read-only; it must exist and have the collection's schema version.
+    description:
+      - Path of the registry, C(fleet.db). It must exist and have the collection's schema version.
+      - Read-only, unless O(release_stale=true) finds records to release.
     type: path
     required: true
   network:
@@ -52,12 +60,31 @@ options:
     description: Seconds each probe may take.
     type: float
     default: 2.0
+  stale_after:
+    description:
+      - Seconds a C(provisioning) record may stay unchanged (its C(updated_at)) without a running container
+        before it is reported as V(stale provisioning).
+      - Keep it well above the longest provisioning run, so a run still at work is never taken for a dead one.
+    type: float
+    default: 600
+  release_stale:
+    description:
+      - Mark every record reported as V(stale provisioning) C(failed), with a reason, and free its address,
+        in one registry transaction that appends an audit entry per record. Exactly those records change; a
+        record changed meanwhile (a run picked it up) is left alone. The next provisioning run retries a
+        failed node.
+      - Docker is never touched; a stopped container of a released node stays where it is.
+      - RV(nodes) then shows the records as they are after the release (in check mode, as they would be).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
-    description: The module never changes anything; it runs the same in check mode.
+    description: Nothing is written in check mode; with O(release_stale=true) it reports what would be released.
   diff_mode:
-    support: none
+    support: full
+    description: With O(release_stale=true), the status, reason, address and whether it is held, of every released
+      record before and after.
   idempotent:
     support: full
   action_group:
@@ -67,6 +94,7 @@ attributes:
       - fenrir.fleet.docker
 seealso:
   - module: fenrir.fleet.fleet_audit
+  - module: fenrir.fleet.fleet_node
   - module: fenrir.fleet.knarr_container
 """
 
@@ -85,6 +113,18 @@ EXAMPLES = r"""
   fenrir.fleet.fleet_status:
     db: /var/lib/fenrir/fleet.db
     probe: true
+
+- name: Release the addresses of records a killed run left in provisioning more than an hour ago
+  fenrir.fleet.fleet_status:
+    db: /var/lib/fenrir/fleet.db
+    stale_after: 3600
+    release_stale: true
+  register: fleet
+
+- name: Say which
+  ansible.builtin.debug:
+    msg: "released {{ fleet.released | join(', ') }}"
+  when: fleet.released | length > 0
 """
 
 RETURN = r"""
@@ -96,7 +136,9 @@ nodes:
   elements: dict
   contains:
     label:
-      description: The node's label (for an extra container, its C(fenrir.fleet.label) label).
+      description:
+        - The node's label. For an extra container its C(fenrir.fleet.label) label, or for an unlabelled one its
+          name without C(fenrir-).
       type: str
     server_id:
       description: The node's server id (container name) in the registry.
@@ -110,6 +152,9 @@ nodes:
     ip:
       description: The node's address in the registry; V(null) for an extra container.
       type: str
+    record_age:
+      description: Seconds since the node's registry record last changed; V(null) for an extra container.
+      type: int
     container_name:
       description: Name of the node's container; V(null) when missing.
       type: str
@@ -121,6 +166,11 @@ nodes:
       type: str
     container_state:
       description: Docker state of the container (C(running), C(exited), C(created), ...); V(null) when missing.
+      type: str
+    matched_by:
+      description:
+        - How the container was found. V(label) when it is labelled for this registry, V(name) when it carries no
+          registry label and was found by its name (a container of the original skill); V(null) when missing.
       type: str
     drift:
       description: What differs; empty when the node is in sync.
@@ -135,10 +185,12 @@ nodes:
       node_id: c6869abc...
       registry_status: online
       ip: 172.21.0.10
+      record_age: 5302
       container_name: fenrir-alpha
       container_id: 7179bb02...
       container_ip: 172.21.0.10
       container_state: running
+      matched_by: label
       drift: []
       probe_error: null
     - label: beta
@@ -146,10 +198,12 @@ nodes:
       node_id: 85186cf6...
       registry_status: online
       ip: 172.21.0.11
+      record_age: 5298
       container_name: null
       container_id: null
       container_ip: null
       container_state: null
+      matched_by: null
       drift: [container missing]
       probe_error: null
 in_sync:
@@ -161,10 +215,33 @@ summary:
   description:
     - Counts. C(nodes) active registry nodes checked, C(containers) containers of this registry seen, C(ok) entries
       in sync, C(drifted) entries with drift, and one count per kind of drift (spaces as underscores, for example
-      C(container_missing), C(address_differs), C(not_in_registry)).
+      C(container_missing), C(address_differs), C(stale_provisioning), C(not_in_registry)).
   returned: success
   type: dict
   sample: {nodes: 3, containers: 2, ok: 2, drifted: 1, container_missing: 1, stopped: 0, address_differs: 0}
+released:
+  description:
+    - Labels of the records marked failed and freed by O(release_stale=true) (in check mode, that would be);
+      empty otherwise.
+  returned: success
+  type: list
+  elements: str
+  sample: [delta]
+diff:
+  description: With O(release_stale=true), each released record before and after.
+  returned: when O(release_stale=true)
+  type: dict
+  contains:
+    before:
+      description: Per label, C(status), C(reason), C(ip) and C(address_held) before the release.
+      type: dict
+    after:
+      description: The same after the release.
+      type: dict
+  sample:
+    before: {delta: {status: provisioning, reason: null, ip: 172.21.0.13, address_held: true}}
+    after: {delta: {status: failed, reason: "stale provisioning: unchanged for 4210 s ...", ip: 172.21.0.13,
+                    address_held: false}}
 db:
   description: Absolute path of the registry.
   returned: success
@@ -190,12 +267,14 @@ def main():
             probe=dict(type="bool", default=False),
             node_port=dict(type="int", default=9010),
             probe_timeout=dict(type="float", default=2.0),
+            stale_after=dict(type="float", default=600.0),
+            release_stale=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
     require_docker(module)
     try:
-        result = fleet_status(module.params, make_client)
+        result = fleet_status(module.params, make_client, check_mode=module.check_mode)
     except DriftError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result)

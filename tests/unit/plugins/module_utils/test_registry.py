@@ -593,7 +593,7 @@ def test_verify_reports_deleted_audit_row(db, height, reported):
 
 def test_schema_version_is_set(db):
     with open_reg(db) as reg:
-        assert reg.schema_version == SCHEMA_VERSION == 3
+        assert reg.schema_version == SCHEMA_VERSION == 4
     assert raw_rows(db, "PRAGMA journal_mode") == [("wal",)]
 
 
@@ -618,8 +618,8 @@ def test_directory_that_cannot_be_made_is_refused(tmp_path):
     assert err.value.field == "db"
 
 
-def test_pool_cursor_keeps_lowest_free_exact(tmp_path):
-    """The allocation cursor never hands out an address above a free one it knows of."""
+def test_allocation_keeps_lowest_free_exact(tmp_path):
+    """The allocator never hands out an address above a free one of the pool."""
     pool = Pool("10.9.0.0/24", "10.9.0.1", "10.9.0.10", "10.9.0.20")
     with Registry(str(tmp_path / "fleet.db")) as reg:
         with reg.transaction():
@@ -631,11 +631,14 @@ def test_pool_cursor_keeps_lowest_free_exact(tmp_path):
             assert reg.ensure({"label": "x1"}, pool)[1]["ip"] == "10.9.0.11"
             assert reg.ensure({"label": "x2"}, pool)[1]["ip"] == "10.9.0.14"
             assert reg.ensure({"label": "x3"}, pool)[1]["ip"] == "10.9.0.16"
-            # A pinned address at the cursor is stepped over.
+            # A pinned address at the next free one is stepped over.
             reg.ensure({"label": "p", "ip": "10.9.0.17"}, pool)
             assert reg.ensure({"label": "x4"}, pool)[1]["ip"] == "10.9.0.18"
-        cursor = reg.conn.execute("SELECT lowest_free FROM pool_cursor").fetchone()[0]
-        assert cursor == int(__import__("ipaddress").IPv4Address("10.9.0.19"))
+        # the held addresses, as runs: .10-.18 (the pinned one included)
+        runs = reg.conn.execute("SELECT run_start, run_end FROM held_runs").fetchall()
+        assert [tuple(r) for r in runs] == [(int(ipaddress.IPv4Address("10.9.0.10")),
+                                             int(ipaddress.IPv4Address("10.9.0.18")))]
+        assert reg.verify()["ok"] is True
 
 
 def test_schema_2_registry_is_migrated_in_place(tmp_path):
@@ -646,12 +649,14 @@ def test_schema_2_registry_is_migrated_in_place(tmp_path):
             reg.ensure({"label": "a"}, pool)
             reg.ensure({"label": "b"}, pool)
     conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE pool_cursor")
+    conn.execute("DROP TABLE held_runs")     # schema 2: nodes and audit only
+    conn.execute("DROP TABLE registry_meta")
+    conn.execute("DROP INDEX audit_label")
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
     with Registry(path) as reg:
-        assert reg.schema_version == 3
+        assert reg.schema_version == SCHEMA_VERSION
         with reg.transaction():
             assert reg.ensure({"label": "c"}, pool)[1]["ip"] == "10.9.0.12"
         assert reg.verify()["ok"]

@@ -81,7 +81,7 @@ def original(request, tmp_path):
 
 def test_adoption_keeps_every_row_and_reserves_addresses(original):
     with Registry(original, actor="adopt") as reg:
-        assert reg.schema_version == SCHEMA_VERSION == 3
+        assert reg.schema_version == SCHEMA_VERSION == 4
         nodes = {n["label"]: n for n in reg.all()}
         assert sorted(nodes) == sorted([r[0] for r in ROWS] + ["defaulted"])
         assert nodes["online"]["status"] == "online" and nodes["online"]["ip"] == "172.21.0.10"
@@ -193,7 +193,7 @@ def test_reopening_a_schema_2_db_is_a_no_op(original):
     audit = conn.execute("SELECT * FROM audit ORDER BY height").fetchall()
     conn.close()
     with Registry(original, actor="again") as reg:
-        assert reg.schema_version == 3
+        assert reg.schema_version == SCHEMA_VERSION
         assert reg.verify()["ok"]
     conn = sqlite3.connect(original)
     assert conn.execute("SELECT * FROM nodes ORDER BY label").fetchall() == nodes
@@ -220,7 +220,7 @@ def test_unknown_newer_schema_is_refused(tmp_path):
 def test_check_mode_does_not_adopt(original):
     before = all_file_bytes(original)[original]
     with Registry(original, actor="plan", check_mode=True) as reg:
-        assert reg.schema_version == 3          # planned on a scratch copy
+        assert reg.schema_version == SCHEMA_VERSION          # planned on a scratch copy
         with reg.transaction():
             assert reg.ensure(dict(label="new"), POOL)[1]["ip"] == "172.21.0.12"
     assert all_file_bytes(original)[original] == before
@@ -228,3 +228,131 @@ def test_check_mode_does_not_adopt(original):
     assert conn.execute("PRAGMA user_version").fetchone() == (0,)
     assert conn.execute("SELECT count(*) FROM fleet_nodes").fetchone() == (6,)
     conn.close()
+
+
+# --------------------------------------------------------------------------- secrets in freed pages, busy WAL
+
+def build_original_with_deleted_rows(path, journal_mode):
+    """An original fleet.db on a SQLite without secure_delete: most rows (with their secrets) were deleted
+    by the old skill, so their plain text sits in free pages and free blocks."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA secure_delete = OFF")
+    conn.execute("PRAGMA journal_mode = %s" % journal_mode)
+    conn.execute(ORIGINAL_DDL)
+    secrets = []
+    for i in range(300):
+        key, seed = "GONEKEY-%04d-%s" % (i, "k" * 60), "GONESEED-%04d-%s" % (i, "s" * 60)
+        secrets += [key, seed]
+        conn.execute("INSERT INTO fleet_nodes (label, server_id, provider, ip, encryption_key, seed_encrypted,"
+                     " status, created_at) VALUES (?, ?, 'docker', ?, ?, ?, 'online', ?)",
+                     ("n%03d" % i, "fenrir-n%03d" % i, "172.21.%d.%d" % (i // 200, 10 + i % 200), key, seed, 1000.0 + i))
+    conn.commit()
+    conn.execute("DELETE FROM fleet_nodes WHERE label NOT IN ('n007', 'n123', 'n250')")
+    conn.commit()
+    conn.close()
+    raw = all_file_bytes(path)
+    assert any(b"GONEKEY-0100" in data for data in raw.values())   # the deleted secrets really linger
+    return secrets
+
+
+@pytest.mark.parametrize("journal_mode", ["delete", "wal"])
+def test_secrets_of_rows_deleted_before_adoption_do_not_survive_it(tmp_path, journal_mode):
+    path = str(tmp_path / "fleet.db")
+    secrets = build_original_with_deleted_rows(path, journal_mode)
+    with Registry(path, actor="adopt") as reg:
+        assert sorted(n["label"] for n in reg.all()) == ["n007", "n123", "n250"]
+        open_files = all_file_bytes(path)
+        assert reg.verify()["ok"] is True
+    for files in (open_files, all_file_bytes(path)):
+        for name, data in files.items():
+            assert b"GONEKEY" not in data and b"GONESEED" not in data, name
+    assert len(secrets) == 600
+
+
+@pytest.mark.parametrize("journal_mode", ["delete", "wal"])
+def test_reader_during_adoption_gives_a_clean_file_or_a_clear_error(tmp_path, journal_mode):
+    path = str(tmp_path / "fleet.db")
+    build_original_with_deleted_rows(path, journal_mode)
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM fleet_nodes").fetchone() == (3,)   # holds a snapshot open
+    try:
+        try:
+            Registry(path, actor="adopt", busy_timeout=1.0).close()
+        except RegistryError as exc:
+            assert exc.field == "db"
+            message = str(exc)
+            assert "another" in message and ("plain-text" in message or "WAL" in message), message
+        else:
+            for name, data in all_file_bytes(path).items():
+                assert b"GONEKEY" not in data and b"GONESEED" not in data, name
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
+    # once the reader is gone the next run finishes the job
+    with Registry(path, actor="again") as reg:
+        assert reg.schema_version == SCHEMA_VERSION
+        assert sorted(n["label"] for n in reg.all()) == ["n007", "n123", "n250"]
+    for name, data in all_file_bytes(path).items():
+        assert b"GONEKEY" not in data and b"GONESEED" not in data, name
+
+
+# --------------------------------------------------------------------------- labels, statuses, created_at
+
+def build_rows(path, rows):
+    conn = sqlite3.connect(path)
+    conn.execute(ORIGINAL_DDL)
+    conn.executemany("INSERT INTO fleet_nodes (label, server_id, provider, ip, status, created_at)"
+                     " VALUES (?, ?, 'docker', ?, ?, ?)", [(l, "fenrir-%s" % l, ip, s, c) for l, ip, s, c in rows])
+    conn.commit()
+    conn.close()
+
+
+def test_rows_with_labels_the_collection_cannot_use_are_kept_failed(tmp_path):
+    path = str(tmp_path / "fleet.db")
+    long_label = "x" * 57
+    build_rows(path, [
+        ("good-1", "172.21.0.10", "online", 1.0),
+        ("Bad_Label", "172.21.0.11", "online", 2.0),
+        (long_label, "172.21.0.12", "provisioning", 3.0),
+        ("-dash", "172.21.0.13", "online", 4.0),
+        ("Gone.Node", "172.21.0.14", "destroyed", 5.0),
+    ])
+    with Registry(path, actor="adopt") as reg:
+        nodes = {n["label"]: n for n in reg.all()}
+        assert sorted(nodes) == sorted(["good-1", "Bad_Label", long_label, "-dash", "Gone.Node"])
+        assert nodes["good-1"]["status"] == "online" and nodes["good-1"]["reason"] is None
+        for label in ("Bad_Label", long_label, "-dash"):
+            assert nodes[label]["status"] == "failed", label
+            assert "not a valid fenrir.fleet label" in nodes[label]["reason"]
+            assert "decommission" in nodes[label]["reason"]
+            assert nodes[label]["address_held"] is True          # its container may still use the address
+        assert nodes["Gone.Node"]["status"] == "destroyed"
+        with reg.transaction():
+            assert reg.ensure(dict(label="new"), POOL)[1]["ip"] == "172.21.0.14"
+            reg.destroy("Bad_Label")
+        assert reg.verify()["ok"] is True
+
+
+def test_unknown_status_is_kept_in_the_reason(tmp_path):
+    path = str(tmp_path / "fleet.db")
+    build_rows(path, [("booting", "172.21.0.10", "booting", 1.0), ("nostatus", "172.21.0.11", None, 2.0),
+                      ("no-address", None, "online", 3.0)])
+    with Registry(path, actor="adopt") as reg:
+        booting, nostatus, no_address = reg.get("booting"), reg.get("nostatus"), reg.get("no-address")
+    assert booting["status"] == "provisioning" and "'booting'" in booting["reason"]
+    assert nostatus["status"] == "provisioning" and "no status" in nostatus["reason"]
+    # a live record needs an address: one that had none is kept failed
+    assert no_address["status"] == "failed" and "no address" in no_address["reason"]
+    assert "'online'" in no_address["reason"]
+
+
+def test_row_without_created_at_does_not_win_a_shared_address(tmp_path):
+    path = str(tmp_path / "fleet.db")
+    build_rows(path, [("undated", "172.21.0.10", "online", None), ("dated", "172.21.0.10", "online", 1000.0),
+                      ("later", "172.21.0.10", "online", 2000.0)])
+    with Registry(path, actor="adopt") as reg:
+        assert reg.get("dated")["status"] == "online" and reg.get("dated")["address_held"]
+        for label in ("undated", "later"):
+            assert reg.get(label)["status"] == "failed" and "'dated'" in reg.get(label)["reason"]
+        assert reg.get("undated")["created_at"] is not None

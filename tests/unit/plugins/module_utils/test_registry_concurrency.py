@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Pool, Registry
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry import SCHEMA_VERSION, Pool, Registry
 
 COLLECTIONS_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))),
@@ -171,7 +171,7 @@ def test_first_open_waits_for_a_writer_instead_of_failing(tmp_path):
         t0 = time.time()
         with Registry(db, actor="late") as reg:
             waited = time.time() - t0
-            assert reg.schema_version == 3 and reg.get("old")["ip"] == "10.50.0.10"
+            assert reg.schema_version == SCHEMA_VERSION and reg.get("old")["ip"] == "10.50.0.10"
             assert reg.get("old")["status"] == "online"
             assert reg.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert waited >= 0.3
@@ -195,7 +195,7 @@ def test_fresh_file_being_created_by_another_process_is_waited_for(tmp_path):
     try:
         t0 = time.time()
         with Registry(db, actor="second") as reg:
-            assert reg.schema_version == 3
+            assert reg.schema_version == SCHEMA_VERSION
             assert reg.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             with reg.transaction():
                 assert reg.ensure(dict(label="a"), Pool(*POOL_ARGS))[1]["ip"] == "10.50.0.10"
