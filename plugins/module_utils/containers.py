@@ -579,31 +579,27 @@ def foreign_registry(labels, registry_path):
 def remove_containers(client, names, check_mode=False, parallelism=8, registry_path=None):
     """Remove containers by name; returns {name: 'removed'|'absent'|error string}.
 
-    One listing of the engine's fleet containers first: a container labelled with another fleet
-    registry than ``registry_path`` is refused, not removed. Containers without labels (made by hand or
-    by the original skill) are removed by name.
+    One listing of the engine's containers first: only those that exist are removed (one call each, in
+    parallel), and one labelled for another fleet registry than ``registry_path`` is refused, not removed.
+    Containers without labels (made by hand or by the original skill) are removed by name.
     """
     results = {}
     listed = {}
-    for c in client.api.containers(all=True, filters={"label": ROLE_LABEL}):
+    for c in client.api.containers(all=True):
         for n in c.get("Names") or []:
             listed[n.lstrip("/")] = c.get("Labels") or {}
 
     def one(name):
-        other = foreign_registry(listed.get(name), registry_path)
+        if name not in listed:
+            results[name] = "absent"
+            return
+        other = foreign_registry(listed[name], registry_path)
         if other:
             results[name] = "error: container %s belongs to the fleet registry %s; refusing to remove it" % (
                 name, other)
             return
         if check_mode:
-            if name in listed:
-                results[name] = "removed"
-                return
-            try:
-                client.api.inspect_container(name)
-                results[name] = "removed"
-            except NotFound:
-                results[name] = "absent"
+            results[name] = "removed"
             return
         try:
             client.api.remove_container(name, force=True)

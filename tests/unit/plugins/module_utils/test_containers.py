@@ -606,8 +606,8 @@ class RemovalApi:
         self.removed = []
 
     def containers(self, all=False, filters=None):
-        assert filters == {"label": ct.ROLE_LABEL}
-        return [{"Names": ["/" + n], "Labels": labels} for n, labels in self.listed.items()]
+        assert all and filters is None  # one listing of every container, labelled or not
+        return [{"Names": ["/" + n], "Labels": self.listed.get(n)} for n in sorted(self.existing)]
 
     def inspect_container(self, name):
         if name not in self.existing:
