@@ -19,7 +19,7 @@ help:
 	@echo "make check      - dry run of the main job (--check --diff), changes nothing"
 	@echo "make status     - registry against Docker, per node"
 	@echo "make decommission - remove the local fleet"
-	@echo "make bench      - fleet-scale benchmark (BENCH_NODES=$(BENCH_NODES))"
+	@echo "make bench      - fleet-scale benchmark (BENCH_NODES=$(BENCH_NODES)), then the registry's allocation cost"
 	@echo "make lint       - ansible-lint (production profile)"
 
 $(STAMP): requirements.txt constraints.txt
@@ -65,6 +65,7 @@ bench-smoke: venv image
 
 bench: venv image
 	$(PY) bench/fleet_bench.py --nodes $(BENCH_NODES)
+	$(PY) bench/bench_allocation.py
 
 test: venv image
 	ansible-lint
