@@ -114,21 +114,25 @@ def make_client(params, max_pool_size=16):
             rename = t["assert_hostname"]
     kwargs = dict(base_url=conn["base_url"], tls=tls_config, timeout=conn["timeout"], max_pool_size=max_pool_size)
     try:
-        if rename is None:
+        if not conn["tls"]:
             return docker.DockerClient(version="auto", **kwargs)
-        # The transport must be in place before the first request (the API version check).
+        # The transport must be set up before the first request (the API version check): the CA given
+        # must be the one used -- requests would otherwise take REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from the
+        # environment over it -- and, with tls_hostname, the name the certificate is checked against.
         version = docker.constants.DEFAULT_DOCKER_API_VERSION
         for _attempt in range(2):
             client = docker.DockerClient(version=version, **kwargs)
-            client.api.mount("https://", _hostname_adapter(rename, max_pool_size))
+            client.api.trust_env = False
+            if rename is not None:
+                client.api.mount("https://", _hostname_adapter(rename, max_pool_size))
             served = client.api.version(api_version=False)["ApiVersion"]
             if not docker.utils.version_lt(served, version):
                 return client
             version = served  # an older engine: speak its version
         return client
-    except DockerException as exc:
-        raise DockerException("cannot reach the Docker engine at %s (is it running? see scripts/ensure-docker): %s"
-                              % (conn["base_url"], exc))
+    except (DockerException, OSError) as exc:  # OSError: requests' connection and TLS errors
+        raise DockerException("cannot reach the Docker engine at %s (is it running? see scripts/ensure-docker; with "
+                              "TLS: ca_path, client_cert/client_key, tls_hostname): %s" % (conn["base_url"], exc))
 
 
 def require_docker(module):

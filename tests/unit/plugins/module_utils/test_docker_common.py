@@ -5,6 +5,7 @@ called as make_client calls it; make_client is checked with docker.DockerClient 
 (no engine is contacted)."""
 
 import pytest
+from types import SimpleNamespace
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import docker_common as dc
 
@@ -143,8 +144,13 @@ def test_docker_argument_spec_extends_a_copy():
 
 
 class Recorder:
+    """docker.DockerClient, recording how it was made and what was done to its API client."""
+
     def __init__(self, **kw):
         Recorder.made = kw
+        Recorder.last = self
+        self.api = SimpleNamespace(trust_env=True, mounts={}, version=lambda api_version=True: {"ApiVersion": "1.41"})
+        self.api.mount = lambda prefix, adapter: self.api.mounts.__setitem__(prefix, adapter)
 
 
 def test_make_client_turns_tcp_into_https_and_builds_a_tls_config(certs, monkeypatch, conn):
@@ -156,6 +162,20 @@ def test_make_client_turns_tcp_into_https_and_builds_a_tls_config(certs, monkeyp
     tls = made["tls"]
     assert tls.cert == (str(certs / "cert.pem"), str(certs / "key.pem"))
     assert tls.verify == str(certs / "ca.pem")
+    # The CA given is the one used: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from the environment must not win.
+    assert Recorder.last.api.trust_env is False
+    assert Recorder.last.api.mounts == {}  # the certificate is checked against the address dialled
+
+
+def test_make_client_checks_the_certificate_against_tls_hostname(certs, monkeypatch, conn):
+    monkeypatch.setattr(dc.docker, "DockerClient", Recorder)
+    conn({"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(certs)}, docker_host="tcp://10.0.0.7:2376")
+    dc.make_client(dict(docker_host="tcp://10.0.0.7:2376", tls_hostname="docker-daemon-7"))
+    adapter = Recorder.last.api.mounts["https://"]
+    manager_kwargs = {}
+    adapter.init_poolmanager(1, 1, **manager_kwargs)
+    assert adapter.poolmanager.connection_pool_kw["assert_hostname"] == "docker-daemon-7"
+    assert adapter.poolmanager.connection_pool_kw["server_hostname"] == "docker-daemon-7"
 
 
 def test_make_client_plain_socket(monkeypatch):
