@@ -12,3 +12,32 @@ COLLECTIONS_DIR = os.path.join(REPO_ROOT, "collections")
 
 if COLLECTIONS_DIR not in sys.path:
     sys.path.insert(0, COLLECTIONS_DIR)
+
+
+import sqlite3  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def audit_registry(tmp_path):
+    """A registry of two nodes (alpha provisioning, beta online): three audit entries."""
+    from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Pool, Registry
+    db = tmp_path / "fleet.db"
+    with Registry(str(db), actor="audit-test") as reg:
+        with reg.transaction():
+            for label in ("alpha", "beta"):
+                reg.ensure(dict(label=label, location="eu-north"), Pool())
+            reg.set_fields("beta", status="online")
+    return db
+
+
+@pytest.fixture
+def sql_edit():
+    """Change a registry file behind the registry's back: sql_edit(path, sql, *args)."""
+    def edit(db, sql, *args):
+        conn = sqlite3.connect(db)
+        conn.execute(sql, args)
+        conn.commit()
+        conn.close()
+    return edit

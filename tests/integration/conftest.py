@@ -7,7 +7,6 @@ Whatever a test leaves behind (even when killed) is removed before and after it.
 import hashlib
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys

@@ -30,6 +30,18 @@ def _tar(files):
     return buf.getvalue()
 
 
+def _original_registry(path, insert, args):
+    """A fleet.db in the original skill's layout (plain-text secret columns) holding one row."""
+    os.makedirs(os.path.dirname(path))
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE fleet_nodes (label TEXT PRIMARY KEY, server_id, provider, location, ip, node_id, "
+               "encryption_key, seed_encrypted, nonce, status TEXT DEFAULT 'provisioning', created_at REAL, "
+               "last_seen REAL, report_received_at REAL)")
+    db.execute(insert, args)
+    db.commit()
+    db.close()
+
+
 def _original_node(seed):
     """What the skill left behind: its row in fleet_nodes and its container."""
     pool = docker.types.IPAMPool(subnet=SUBNET, gateway="172.24.0.1")
@@ -51,15 +63,9 @@ def _original_node(seed):
 def test_an_original_fleet_is_adopted_without_losing_the_nodes_identity(fleet):
     seed = ident.new_seed()
     node_id = ident.node_id_from_seed(seed)
-    os.makedirs(os.path.dirname(fleet.registry))
-    db = sqlite3.connect(fleet.registry)
-    db.execute("CREATE TABLE fleet_nodes (label TEXT PRIMARY KEY, server_id, provider, location, ip, node_id, "
-               "encryption_key, seed_encrypted, nonce, status TEXT DEFAULT 'provisioning', created_at REAL, "
-               "last_seen REAL, report_received_at REAL)")
-    db.execute("INSERT INTO fleet_nodes VALUES ('it-o', 'fenrir-it-o', 'docker', 'lab', ?, ?, 'PLAINKEY-x1', "
-               "'PLAINSEED-x1', 'n1', 'online', ?, ?, ?)", (IP, node_id, time.time(), time.time(), time.time()))
-    db.commit()
-    db.close()
+    _original_registry(fleet.registry, "INSERT INTO fleet_nodes VALUES ('it-o', 'fenrir-it-o', 'docker', 'lab', ?, ?, "
+                       "'PLAINKEY-x1', 'PLAINSEED-x1', 'n1', 'online', ?, ?, ?)",
+                       (IP, node_id, time.time(), time.time(), time.time()))
     old_id = _original_node(seed)
     write = ("import sqlite3; c = sqlite3.connect('/opt/knarr/node.db'); "
              "c.execute('CREATE TABLE ledger (entry TEXT)'); c.execute(\"INSERT INTO ledger VALUES ('e1')\"); c.commit()")
@@ -90,15 +96,8 @@ def test_an_original_fleet_is_adopted_without_losing_the_nodes_identity(fleet):
 
 def test_an_adopted_node_without_its_identity_is_refused_not_replaced(fleet):
     node_id = ident.node_id_from_seed(ident.new_seed())
-    os.makedirs(os.path.dirname(fleet.registry))
-    db = sqlite3.connect(fleet.registry)
-    db.execute("CREATE TABLE fleet_nodes (label TEXT PRIMARY KEY, server_id, provider, location, ip, node_id, "
-               "encryption_key, seed_encrypted, nonce, status TEXT DEFAULT 'provisioning', created_at REAL, "
-               "last_seen REAL, report_received_at REAL)")
-    db.execute("INSERT INTO fleet_nodes (label, server_id, provider, ip, node_id, status, created_at) "
-               "VALUES ('it-o', 'fenrir-it-o', 'docker', ?, ?, 'online', 1.0)", (IP, node_id))
-    db.commit()
-    db.close()
+    _original_registry(fleet.registry, "INSERT INTO fleet_nodes (label, server_id, provider, ip, node_id, status, "
+                       "created_at) VALUES ('it-o', 'fenrir-it-o', 'docker', ?, ?, 'online', 1.0)", (IP, node_id))
     fleet.set_hosts({"it-o": {}})
     result = fleet.play("provision.yml", check=False)
     assert result.rc != 0

@@ -532,32 +532,14 @@ def test_release_stale_from_the_status_playbook(stale_fleet):
 
 # --------------------------------------------------------------------------- audit playbook
 
-@pytest.fixture
-def registry(tmp_path):
-    db = tmp_path / "fleet.db"
-    with Registry(str(db), actor="audit-test") as reg:
-        with reg.transaction():
-            for label in ("alpha", "beta"):
-                reg.ensure(dict(label=label, location="eu-north"), POOL)
-            reg.set_fields("beta", status="online")
-    return db
-
-
-def edit(db, sql, *args):
-    conn = sqlite3.connect(db)
-    conn.execute(sql, args)
-    conn.commit()
-    conn.close()
-
-
-def test_fleet_audit_module_and_audit_playbook(registry):
-    run([VENV_BIN / "ansible-playbook", "playbooks/audit.yml", "-e", "fenrir_registry=%s" % registry])
-    edit(registry, "UPDATE nodes SET status = 'online' WHERE label = 'alpha'")
-    proc = run([VENV_BIN / "ansible-playbook", "playbooks/audit.yml", "-e", "fenrir_registry=%s" % registry],
+def test_fleet_audit_module_and_audit_playbook(audit_registry, sql_edit):
+    run([VENV_BIN / "ansible-playbook", "playbooks/audit.yml", "-e", "fenrir_registry=%s" % audit_registry])
+    sql_edit(audit_registry, "UPDATE nodes SET status = 'online' WHERE label = 'alpha'")
+    proc = run([VENV_BIN / "ansible-playbook", "playbooks/audit.yml", "-e", "fenrir_registry=%s" % audit_registry],
                check=False)
     assert proc.returncode == 2
     flat = " ".join(proc.stdout.split())
-    assert "the audit chain of %s is broken: node 'alpha' differs from audit entry 1 in status" % registry in flat
+    assert "the audit chain of %s is broken: node 'alpha' differs from audit entry 1 in status" % audit_registry in flat
     proc = run([VENV_BIN / "ansible", "localhost", "-m", "fenrir.fleet.fleet_audit",
-                "-a", "db=%s fail_on_mismatch=false" % registry])
+                "-a", "db=%s fail_on_mismatch=false" % audit_registry])
     assert "ok: false" in proc.stdout and "label: alpha" in proc.stdout and "changed: false" in proc.stdout

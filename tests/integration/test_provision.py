@@ -4,7 +4,7 @@ import os
 import socket
 import subprocess
 
-from conftest import NETWORK, ROOT, VENV_BIN
+from conftest import ROOT, VENV_BIN
 
 
 def _echo(ip, port=9010):

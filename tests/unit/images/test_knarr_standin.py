@@ -6,7 +6,6 @@ to free loopback ports in a temporary directory.
 
 import hashlib
 import json
-import os
 import signal
 import socket
 import sqlite3

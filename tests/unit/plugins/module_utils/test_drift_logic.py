@@ -456,52 +456,34 @@ def test_release_stale_leaves_a_record_changed_meanwhile(stale_registry):
 
 # --------------------------------------------------------------------------- audit
 
-@pytest.fixture
-def registry(tmp_path):
-    db = tmp_path / "fleet.db"
-    with Registry(str(db), actor="audit-test") as reg:
-        with reg.transaction():
-            for label in ("alpha", "beta"):
-                reg.ensure(dict(label=label, location="eu-north"), POOL)
-            reg.set_fields("beta", status="online")
-    return db
+def test_audit_intact(audit_registry):
+    before = digest(audit_registry)
+    result = drift.audit(str(audit_registry))
+    assert result == dict(ok=True, entries=3, problem=None, height=None, label=None, db=str(audit_registry))
+    assert digest(audit_registry) == before
 
 
-def edit(db, sql, *args):
-    conn = sqlite3.connect(db)
-    conn.execute(sql, args)
-    conn.commit()
-    conn.close()
-
-
-def test_audit_intact(registry):
-    before = digest(registry)
-    result = drift.audit(str(registry))
-    assert result == dict(ok=True, entries=3, problem=None, height=None, label=None, db=str(registry))
-    assert digest(registry) == before
-
-
-def test_audit_catches_an_edited_row(registry):
-    edit(registry, "UPDATE nodes SET location = 'elsewhere' WHERE label = 'beta'")
-    result = drift.audit(str(registry))
+def test_audit_catches_an_edited_row(audit_registry, sql_edit):
+    sql_edit(audit_registry, "UPDATE nodes SET location = 'elsewhere' WHERE label = 'beta'")
+    result = drift.audit(str(audit_registry))
     assert result["ok"] is False and result["label"] == "beta" and result["height"] == 3
     assert "node 'beta' differs from audit entry 3 in location" in result["problem"]
 
 
-def test_audit_catches_an_edited_entry(registry):
-    edit(registry, "UPDATE audit SET actor = 'someone else' WHERE height = 2")
-    result = drift.audit(str(registry))
+def test_audit_catches_an_edited_entry(audit_registry, sql_edit):
+    sql_edit(audit_registry, "UPDATE audit SET actor = 'someone else' WHERE height = 2")
+    result = drift.audit(str(audit_registry))
     assert result["ok"] is False and result["height"] == 2
     assert "content does not match its hash" in result["problem"]
 
 
-def test_audit_refuses_what_it_cannot_read(tmp_path):
+def test_audit_refuses_what_it_cannot_read(tmp_path, sql_edit):
     with pytest.raises(drift.DriftError, match="does not exist"):
         drift.audit(str(tmp_path / "fleet.db"))
     assert not (tmp_path / "fleet.db").exists()
     old = tmp_path / "old.db"
-    edit(old, "CREATE TABLE fleet_nodes (label TEXT PRIMARY KEY, ip TEXT)")
-    edit(old, "PRAGMA user_version = 1")
+    sql_edit(old, "CREATE TABLE fleet_nodes (label TEXT PRIMARY KEY, ip TEXT)")
+    sql_edit(old, "PRAGMA user_version = 1")
     with pytest.raises(drift.DriftError, match="schema version 1 .*original fleet-provision-docker-lite skill"):
         drift.audit(str(old))
     conn = sqlite3.connect(old)

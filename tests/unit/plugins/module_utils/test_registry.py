@@ -15,23 +15,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.registry import (
     SCHEMA_VERSION, Pool, Registry, RegistryError,
 )
 
-POOL = Pool()  # 172.21.0.0/24, gateway .1, pool .10 - .249
-
-
-@pytest.fixture
-def db(tmp_path):
-    return str(tmp_path / "fleet.db")
-
-
-def open_reg(path, **kw):
-    kw.setdefault("actor", "pytest")
-    return Registry(path, **kw)
-
-
-def alloc(reg, label, pool=POOL, **spec):
-    with reg.transaction():
-        before, after, changed = reg.ensure(dict(spec, label=label), pool)
-    return after
+from registry_testlib import POOL, alloc, open_reg
 
 
 def ip_int_of(path, label):

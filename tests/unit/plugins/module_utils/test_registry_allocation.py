@@ -7,6 +7,8 @@ import sqlite3
 
 import pytest
 
+from registry_testlib import sqlite_steps
+
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import (
     SCHEMA_VERSION, Pool, Registry, RegistryError,
 )
@@ -64,20 +66,6 @@ def test_allocation_is_the_documented_choice_under_random_operations(tmp_path):
         assert reg.verify()["ok"] is True
 
 
-def _steps(conn, fn):
-    count = [0]
-
-    def tick():
-        count[0] += 1
-        return 0
-    conn.set_progress_handler(tick, 10)
-    try:
-        result = fn()
-    finally:
-        conn.set_progress_handler(None, 0)
-    return count[0], result
-
-
 BIG = Pool("10.50.0.0/16", "10.50.0.1", "10.50.0.10", "10.50.255.200")
 
 
@@ -89,16 +77,16 @@ def _costs(path, size):
             for i in range(size):
                 reg.ensure(dict(label="seed-%d" % i), BIG)
         with reg.transaction():
-            steady = _steps(reg.conn, lambda: reg.ensure(dict(label="steady"), BIG))
+            steady = sqlite_steps(reg.conn, lambda: reg.ensure(dict(label="steady"), BIG))
         fresh_pool = Pool("10.50.0.0/16", "10.50.0.1", "10.50.0.10", "10.50.255.199")
         with reg.transaction():
-            new_pool = _steps(reg.conn, lambda: reg.ensure(dict(label="new-pool"), fresh_pool))
+            new_pool = sqlite_steps(reg.conn, lambda: reg.ensure(dict(label="new-pool"), fresh_pool))
         with reg.transaction():
             reg.destroy("seed-3")
         with reg.transaction():
             assert reg.ensure(dict(label="reuser"), BIG)[1]["ip"] == "10.50.0.13"
         with reg.transaction():
-            after_reuse = _steps(reg.conn, lambda: reg.ensure(dict(label="after-reuse"), BIG))
+            after_reuse = sqlite_steps(reg.conn, lambda: reg.ensure(dict(label="after-reuse"), BIG))
         assert after_reuse[1][1]["ip"] == ip(int(BIG.start) + size + 2)
         assert reg.verify()["ok"] is True
     return dict(steady=steady[0], new_pool=new_pool[0], after_reuse=after_reuse[0])

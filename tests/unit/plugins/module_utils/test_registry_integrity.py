@@ -9,24 +9,9 @@ import sqlite3
 
 import pytest
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Pool, Registry, RegistryError
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry import RegistryError
 
-POOL = Pool()  # 172.21.0.0/24, gateway .1, pool .10 - .249
-
-
-@pytest.fixture
-def db(tmp_path):
-    return str(tmp_path / "fleet.db")
-
-
-def open_reg(path, **kw):
-    kw.setdefault("actor", "pytest")
-    return Registry(path, **kw)
-
-
-def alloc(reg, label, pool=POOL, **spec):
-    with reg.transaction():
-        return reg.ensure(dict(spec, label=label), pool)[1]
+from registry_testlib import POOL, alloc, open_reg, sqlite_steps
 
 
 def edit(path, sql, *args):
@@ -177,20 +162,6 @@ def test_accepting_an_external_change_records_it_and_unblocks_writes(db):
         assert reg.verify()["ok"] is True
 
 
-def _steps(conn, fn):
-    count = [0]
-
-    def tick():
-        count[0] += 1
-        return 0
-    conn.set_progress_handler(tick, 10)
-    try:
-        fn()
-    finally:
-        conn.set_progress_handler(None, 0)
-    return count[0]
-
-
 def test_the_check_before_a_write_does_not_grow_with_the_trail(tmp_path):
     """The check reads only the newest audit entry of the label (an index probe), not the trail."""
     costs = {}
@@ -204,7 +175,7 @@ def test_the_check_before_a_write_does_not_grow_with_the_trail(tmp_path):
             steps = []
             for i in range(5):
                 with reg.transaction():
-                    steps.append(_steps(reg.conn, lambda: reg.set_fields("target", reason="final-%d" % i)))
+                    steps.append(sqlite_steps(reg.conn, lambda: reg.set_fields("target", reason="final-%d" % i))[0])
             costs[size] = min(steps)
     assert costs[2000] < costs[20] * 1.5, costs
 
