@@ -75,10 +75,27 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _remove_leftovers():
+    """A TLS dockerd (and its directory) left by a test run that was killed."""
+    found = subprocess.run(["pgrep", "-f", "dockerd --data-root %s/fenrir-tlsd-" % tempfile.gettempdir()],
+                           capture_output=True, text=True).stdout.split()
+    for pid in found:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    for name in os.listdir(tempfile.gettempdir()):
+        if name.startswith("fenrir-tlsd-"):
+            path = os.path.join(tempfile.gettempdir(), name)
+            subprocess.run(["umount", "-R", "-l", path], capture_output=True)
+            shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def tls_engine():
     if not shutil.which("dockerd"):
         pytest.skip("no dockerd binary (scripts/ensure-docker installs docker.io)")
+    _remove_leftovers()
     work = tempfile.mkdtemp(prefix="fenrir-tlsd-")
     pki = _pki(work)
     port = _free_port()
