@@ -23,6 +23,9 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import 
 
 DAEMON_NAME = "docker-daemon-test"
 NETWORK = "fenrir-tlstest"
+# The second daemon's own default bridge. Not "--bridge none": a dockerd started so removes the host's
+# docker0, which the first engine's default network needs.
+BRIDGE, BRIDGE_ADDRESS = "fenrir-tlsbr0", "172.25.99.1/24"
 
 
 def _pki(directory):
@@ -84,6 +87,7 @@ def _remove_leftovers():
             os.kill(int(pid), signal.SIGKILL)
         except (ProcessLookupError, ValueError):
             pass
+    subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
     for name in os.listdir(tempfile.gettempdir()):
         if name.startswith("fenrir-tlsd-"):
             path = os.path.join(tempfile.gettempdir(), name)
@@ -96,15 +100,19 @@ def tls_engine():
     if not shutil.which("dockerd"):
         pytest.skip("no dockerd binary (scripts/ensure-docker installs docker.io)")
     _remove_leftovers()
+    had_docker0 = os.path.exists("/sys/class/net/docker0")
     work = tempfile.mkdtemp(prefix="fenrir-tlsd-")
     pki = _pki(work)
     port = _free_port()
+    for command in (["add", BRIDGE, "type", "bridge"], ["set", BRIDGE, "up"]):
+        subprocess.run(["ip", "link"] + command, check=True, capture_output=True)
+    subprocess.run(["ip", "addr", "add", BRIDGE_ADDRESS, "dev", BRIDGE], check=True, capture_output=True)
     log = open(os.path.join(work, "dockerd.log"), "wb")
     proc = subprocess.Popen(
         ["dockerd", "--data-root", os.path.join(work, "data"), "--exec-root", os.path.join(work, "exec"),
          "--pidfile", os.path.join(work, "dockerd.pid"), "-H", "tcp://127.0.0.1:%d" % port,
          "--tlsverify", "--tlscacert", pki["ca"], "--tlscert", pki["server_cert"], "--tlskey", pki["server_key"],
-         "--bridge", "none", "--iptables=false", "--ip-masq=false", "--ip-forward=false"],
+         "--bridge", BRIDGE, "--iptables=false", "--ip-masq=false", "--ip-forward=false"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     options = dict(docker_host="tcp://127.0.0.1:%d" % port, validate_certs=True, ca_path=pki["ca"],
                    client_cert=pki["cert"], client_key=pki["key"], tls_hostname=DAEMON_NAME)
@@ -131,6 +139,9 @@ def tls_engine():
         subprocess.run(["umount", "-R", "-l", os.path.join(work, "exec")], capture_output=True)
         subprocess.run(["umount", "-R", "-l", os.path.join(work, "data")], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
+        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+        # The first engine is as it was: its default bridge is still there.
+        assert os.path.exists("/sys/class/net/docker0") or not had_docker0, "the TLS dockerd removed docker0"
 
 
 def test_mutual_tls_with_the_certificates_name(tls_engine):
