@@ -4,7 +4,7 @@ import os
 import socket
 import subprocess
 
-from conftest import ROOT, VENV_BIN
+from conftest import CLIENT, ROOT, VENV_BIN
 
 
 def _echo(ip, port=9010):
@@ -23,7 +23,7 @@ def test_check_mode_on_nothing_creates_nothing(fleet):
     assert fleet.containers() == {}
     assert not fleet.network_exists()
     assert not fleet.registry.startswith("/nonexistent") and fleet.rows() == {}
-    assert not __import__("os").path.exists(fleet.registry)
+    assert not os.path.exists(fleet.registry)
 
 
 def test_provision_idempotence_check_mode_and_expansion(fleet):
@@ -61,7 +61,7 @@ def test_provision_idempotence_check_mode_and_expansion(fleet):
 def test_drift_is_repaired(fleet):
     fleet.set_hosts({"it-a": {}})
     fleet.play("provision.yml")
-    container = __import__("conftest").CLIENT.containers.get("fenrir-it-a")
+    container = CLIENT.containers.get("fenrir-it-a")
     container.exec_run(["sh", "-c", "echo '# edited' >> /opt/knarr/knarr.toml"])
     container.stop(timeout=2)
     result = fleet.play("provision.yml")
@@ -90,7 +90,7 @@ def test_decommission_frees_addresses_and_leaves_nothing(fleet):
 
 def test_each_host_keeps_its_own_settings_and_state(fleet):
     """A setting on the first host does not leak to the others; knarr_node_state is per host."""
-    cli = __import__("conftest").CLIENT
+    cli = CLIENT
     fleet.set_hosts({"it-a": {"knarr_node_ip": "172.24.0.200", "knarr_node_memory": "128m"}, "it-b": {}, "it-c": {}})
     fleet.play("provision.yml")
     rows = fleet.rows()
@@ -148,7 +148,7 @@ def _registry_inventory(fleet, extra=""):
 
 def test_a_recreated_node_keeps_its_node_db(fleet):
     """A change that recreates the container (here the memory limit) keeps what the node wrote to node.db."""
-    cli = __import__("conftest").CLIENT
+    cli = CLIENT
     fleet.set_hosts({"it-a": {}})
     fleet.play("provision.yml")
     old = cli.containers.get("fenrir-it-a")

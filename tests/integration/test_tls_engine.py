@@ -5,6 +5,7 @@ a name (docker-daemon-test), not to the address dialled, as for a daemon bound t
 action group lets a play set the options once (module_defaults: group/fenrir.fleet.docker).
 """
 import datetime
+import json
 import os
 import shutil
 import signal
@@ -190,7 +191,7 @@ def test_a_play_sets_the_connection_options_once_for_the_action_group(tls_engine
     - name: It happened on the TLS engine, idempotently
       ansible.builtin.assert:
         that: [created.changed, not again.changed, created.network.subnet == '172.25.9.0/24']
-""" % (__import__("json").dumps(options), NETWORK, NETWORK, NETWORK))
+""" % (json.dumps(options), NETWORK, NETWORK, NETWORK))
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
     proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", "localhost,", str(playbook)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -201,7 +202,7 @@ def test_a_play_sets_the_connection_options_once_for_the_action_group(tls_engine
 
     # Without the options the modules talk to the local engine; a bad certificate name is a clear error.
     bad = dict(options, tls_hostname="not-" + DAEMON_NAME)
-    playbook.write_text(playbook.read_text().replace(__import__("json").dumps(options), __import__("json").dumps(bad)))
+    playbook.write_text(playbook.read_text().replace(json.dumps(options), json.dumps(bad)))
     proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", "localhost,", str(playbook)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "cannot reach the Docker engine at https://127.0.0.1" in proc.stdout
