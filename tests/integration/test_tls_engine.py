@@ -98,8 +98,8 @@ def _remove_leftovers():
 
 @pytest.fixture(scope="module")
 def tls_engine():
-    if not shutil.which("dockerd"):
-        pytest.skip("no dockerd binary (scripts/ensure-docker installs docker.io)")
+    if not shutil.which("dockerd") or not shutil.which("ip"):
+        pytest.skip("no dockerd or ip binary (scripts/ensure-docker installs docker.io; ip is Debian's iproute2)")
     _remove_leftovers()
     had_docker0 = os.path.exists("/sys/class/net/docker0")
     work = tempfile.mkdtemp(prefix="fenrir-tlsd-")
