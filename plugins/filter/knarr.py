@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import SpecError
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import (
-    SpecError, build_config, normalize_spec, parse_payload, render_toml, validate_label)
+    build_config, normalize_spec, parse_payload, render_toml)
+from ansible_collections.fenrir.fleet.plugins.module_utils.naming import validate_label
 
 
 def knarr_toml(specs, allocations):

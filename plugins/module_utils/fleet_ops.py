@@ -10,16 +10,14 @@ import os
 import time
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
-from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import SpecError, normalize_spec, validate_label
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, SpecError
+from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import normalize_spec
+from ansible_collections.fenrir.fleet.plugins.module_utils.naming import container_name, validate_label
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import DockerException
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Pool, Registry, RegistryError
 
 NODE_FIELDS = ("label", "ip", "location", "nonce", "server_id", "provider", "node_db_b64",
                "status", "reason", "node_id", "container_id")
-
-
-class FleetError(Exception):
-    pass
 
 
 def _pool(params):
@@ -198,7 +196,7 @@ def remove_node_containers(params, client, check_mode):
     names = {}
     try:
         for label in labels:
-            name = "fenrir-%s" % validate_label(label, removal=True)
+            name = container_name(validate_label(label, removal=True))
             if name in names:
                 raise FleetError("node %r, field 'label': given twice" % label)
             names[name] = label
@@ -254,7 +252,7 @@ def _recover_identities(reg, client, raw_nodes, check_mode):
         if record is None or not record["node_id"] or reg.get_seed(label) is not None:
             continue
         try:
-            current = read_file(client.api, "fenrir-%s" % label, NODE_DB_PATH)
+            current = read_file(client.api, container_name(label), NODE_DB_PATH)
         except (DockerException, OSError):
             current = None
         seed = identity_of(current[0]) if current else None

@@ -15,18 +15,17 @@ import os
 import sqlite3
 import tempfile
 
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
+
 SEED_SIZE = 32
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-class IdentityError(Exception):
+class IdentityError(FleetError):
     """A node.db or seed that is not a knarr identity.  ``field`` says which input."""
 
     def __init__(self, message, label=None, field="node_db_b64"):
-        self.label = label
-        self.field = field
-        prefix = "node %r, field %r: " % (label, field) if label is not None else "field %r: " % field
-        super().__init__(prefix + message)
+        super().__init__(message, label=label, field=field)
 
 
 def new_seed():

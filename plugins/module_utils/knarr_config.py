@@ -14,7 +14,9 @@ import ipaddress
 import json
 import re
 
-LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,54}[a-z0-9])?$")
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import SpecError
+from ansible_collections.fenrir.fleet.plugins.module_utils.naming import container_name, validate_label
+
 HEX_RE = re.compile(r"^[0-9a-f]{16,64}$")
 CONFIG_DIR = "/opt/knarr"
 
@@ -55,31 +57,6 @@ SPEC_DEFAULTS = dict(
 DERIVED = ("memory_bytes", "server_id", "knarr_toml")
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 _MEM_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
-
-
-class SpecError(Exception):
-    """A node spec field that cannot be used.  Names the node and the field."""
-
-    def __init__(self, label, field, message):
-        self.label = label
-        self.field = field
-        self.message = message
-        super().__init__("node %r, field %r: %s" % (label, field, message))
-
-
-# What Docker accepts after "fenrir-" in a container name: enough to decommission a node whose label an
-# older tool chose (the original skill did not check labels), never enough to provision one.
-REMOVABLE_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,56}$")
-
-
-def validate_label(label, removal=False):
-    """A label the collection provisions under; with ``removal``, any label a fenrir container can carry."""
-    if removal and isinstance(label, str) and REMOVABLE_LABEL_RE.fullmatch(label):
-        return label
-    if not isinstance(label, str) or not LABEL_RE.fullmatch(label):
-        raise SpecError(label, "label", "must be 1-56 characters of a-z, 0-9 and '-', starting and ending with a "
-                        "letter or digit (it becomes the container name fenrir-<label> and a DNS name)")
-    return label
 
 
 def parse_memory(value, label="?"):
@@ -161,7 +138,7 @@ def normalize_spec(raw):
     for key in ("image", "network"):
         if not isinstance(spec[key], str) or not spec[key] or any(c.isspace() for c in spec[key]):
             raise SpecError(label, key, "%r is not a valid name" % (spec[key],))
-    spec["server_id"] = "fenrir-%s" % label
+    spec["server_id"] = container_name(label)
     if spec["config_overrides"]:
         try:  # what TOML cannot hold (null, objects) is refused here, not when the file is written
             render_toml(_merge({}, spec["config_overrides"]))

@@ -7,10 +7,13 @@ from __future__ import annotations
 import ipaddress
 
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import APIError, NotFound
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
 
 
-class NetworkError(Exception):
-    pass
+class NetworkError(FleetError):
+    """A network that cannot be made as asked, or one that would clash."""
+
+    kind = "network"
 
 
 def _subnets(net):

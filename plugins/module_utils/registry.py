@@ -31,7 +31,8 @@ import socket
 import sqlite3
 import time
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import SpecError, validate_label
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
+from ansible_collections.fenrir.fleet.plugins.module_utils.naming import container_name, is_valid_label
 
 # 1: the original skill's fleet_nodes; 2: nodes + audit; 3: + pool_cursor;
 # 4: held_runs (replaces pool_cursor), audit index by label, registry_meta.
@@ -107,19 +108,8 @@ CREATE TABLE IF NOT EXISTS registry_meta (
 # of a label in one probe (the check before every write).
 
 
-class RegistryError(Exception):
+class RegistryError(FleetError):
     """Bad input or a refused change.  ``label`` and ``field`` say where."""
-
-    def __init__(self, message, label=None, field=None):
-        self.label = label
-        self.field = field
-        where = []
-        if label is not None:
-            where.append("node %r" % label)
-        if field is not None:
-            where.append("field %r" % field)
-        super().__init__("%s: %s" % (", ".join(where), message) if where else message)
-        self.bare_message = message
 
 
 # --------------------------------------------------------------------------- addresses
@@ -533,14 +523,14 @@ class Registry:
                     ip_int = None
                 elif ip_int is not None:
                     taken[ip_int] = r["label"]
-                if not _valid_label(r["label"]):
+                if not is_valid_label(r["label"]):
                     status = "failed"
                     reasons.insert(0, "label %r is not a valid fenrir.fleet label (1-56 characters of a-z, 0-9 and "
                                       "'-'); the node can only be decommissioned" % (r["label"],))
             legacy = {k: r[k] for k in ("encryption_key", "seed_encrypted") if r[k] is not None}
             secrets = self._encrypt({"legacy": _jsonable(legacy)}) if legacy else None
             record = dict(
-                label=r["label"], server_id=r["server_id"] or "fenrir-%s" % r["label"],
+                label=r["label"], server_id=r["server_id"] or container_name(r["label"]),
                 provider=r["provider"] or "docker", location=r["location"], ip=r["ip"], ip_int=ip_int,
                 node_id=r["node_id"], container_id=None, nonce=r["nonce"], status=status,
                 reason="; ".join(reasons) or None, secrets=secrets,
@@ -798,7 +788,7 @@ class Registry:
                                     % (pool.start, pool.end, pool.size), label=label, field="ip")
         ip = str(ipaddress.IPv4Address(ip_int))
         if row is None:
-            record = dict(label=label, server_id=spec.get("server_id") or "fenrir-%s" % label,
+            record = dict(label=label, server_id=spec.get("server_id") or container_name(label),
                           provider=spec.get("provider") or "docker", location=spec.get("location"),
                           ip=ip, ip_int=ip_int, node_id=None, container_id=None, nonce=spec.get("nonce"),
                           status="provisioning", reason=None, secrets=None, created_at=now, updated_at=now,
@@ -993,14 +983,6 @@ def _span(run):
 def _differing(a, b):
     a, b = a or {}, b or {}
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-
-
-def _valid_label(label):
-    try:
-        validate_label(label)
-    except SpecError:
-        return False
-    return True
 
 
 def _problem(count, message, height, label):

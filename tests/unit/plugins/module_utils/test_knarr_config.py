@@ -9,7 +9,7 @@ import pytest
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_config as kc
 from ansible_collections.fenrir.fleet.plugins.module_utils.identity import build_node_db
-from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import SpecError
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import SpecError
 
 HOSTILE = [
     'quote " inside',
@@ -125,22 +125,6 @@ def test_node_files_are_the_rendered_toml_and_echo_skill():
     data, mode = files["/opt/knarr/knarr.toml"]
     assert mode == 0o644 and tomllib.loads(data.decode("utf-8"))["fenrir"]["location"] == 'x"]\n[y]'
     assert b"async def handle(input_data: dict) -> dict" in files["/opt/knarr/skills/echo.py"][0]
-
-
-# --------------------------------------------------------------------------- labels
-
-@pytest.mark.parametrize("label", ["a", "0", "a-b", "node-01", "x" * 56, "a" + "-" * 54 + "b"])
-def test_valid_labels(label):
-    assert kc.validate_label(label) == label
-
-
-@pytest.mark.parametrize("label", ["Alpha", "ALPHA", "a_b", "x" * 57, "-a", "a-", "", None, 5, "a b", "a.b",
-                                   "\u00e6", "a\n", "fenrir/alpha"])
-def test_invalid_labels(label):
-    with pytest.raises(SpecError) as err:
-        kc.validate_label(label)
-    assert err.value.field == "label"
-    assert "field 'label'" in str(err.value)
 
 
 # --------------------------------------------------------------------------- memory
