@@ -1,12 +1,13 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Controller-side execution of fenrir.fleet.fleet_network (documented in plugins/modules/fleet_network.py)."""
+"""fenrir.fleet.fleet_network runs in the controller's worker when its connection is local (see plugin_utils/in_process.py);
+the module (plugins/modules/fleet_network.py) is its contract and runs otherwise."""
 
 from __future__ import annotations
 
+from ansible_collections.fenrir.fleet.plugins.module_utils import fleet_network
 from ansible_collections.fenrir.fleet.plugins.plugin_utils.in_process import InProcessModuleAction
 
 
 class ActionModule(InProcessModuleAction):
-    MODULE = "fleet_network"
-    NEEDS_DOCKER = True
+    LOGIC = fleet_network

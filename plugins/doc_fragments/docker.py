@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The Docker connection options shared by every fenrir.fleet module that talks to an engine."""
+"""The Docker connection options shared by every fenrir.fleet module that talks to an engine
+(plugins/module_utils/docker_common.py defines them once)."""
 
 from __future__ import annotations
 
@@ -10,22 +11,23 @@ class ModuleDocFragment:
 options:
   docker_host:
     description:
-      - URL of the Docker engine API, C(unix://) or C(tcp://).
-      - If not given, the E(DOCKER_HOST) environment variable is used, then C(unix:///var/run/docker.sock).
+      - URL of the Docker engine API. Only C(unix://), C(tcp://) and C(https://) are accepted.
+      - If not given, the E(DOCKER_HOST) environment variable is used.
+      - Plain C(tcp://) (no TLS) to anything but loopback is refused unless O(insecure=true).
     type: str
+    default: unix:///var/run/docker.sock
     aliases: [docker_url]
   tls:
     description:
-      - Connect with TLS without verifying the engine's certificate. Prefer O(validate_certs).
+      - Connect with TLS without verifying the engine's certificate (a warning says so). Prefer O(validate_certs).
       - If not given, E(DOCKER_TLS) is used.
     type: bool
     default: false
   validate_certs:
     description:
       - Connect with TLS and verify the engine's certificate against O(ca_path) (mutual TLS when O(client_cert) is set).
-      - If not given, E(DOCKER_TLS_VERIFY) is used.
+      - If not given, any non-empty E(DOCKER_TLS_VERIFY) turns it on, as for the Docker CLI and SDK.
     type: bool
-    default: false
     aliases: [tls_verify]
   ca_path:
     description:
@@ -46,13 +48,21 @@ options:
   tls_hostname:
     description:
       - Host name expected in the engine's certificate. Defaults to the host part of O(docker_host).
+      - If not given, E(DOCKER_TLS_HOSTNAME) is used.
     type: str
   timeout:
     description:
-      - Seconds to wait for one Docker API call.
+      - Seconds to wait for one Docker API call. If not given, E(DOCKER_TIMEOUT) is used.
     type: int
     default: 60
+  insecure:
+    description:
+      - Allow plain C(tcp://) (no TLS) to an engine that is not on this machine. Anyone on the way can read and drive it.
+    type: bool
+    default: false
 notes:
   - These options can be set once for a play with C(module_defaults) and the C(group/fenrir.fleet.docker) action group.
-  - Requires the Docker SDK for Python (C(docker)) on the host that runs the module.
+  - TLS options with a C(unix://) address are refused, not ignored.
+requirements:
+  - docker (the Docker SDK for Python) on the host that runs the module
 """

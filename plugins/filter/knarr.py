@@ -1,53 +1,127 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters that turn node settings into knarr.toml and payloads into node settings."""
+"""Filters of the knarr_node role: every host's settings into one plan; knarr.toml and payloads."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.errors import SpecError
-from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import (
-    build_config, normalize_spec, parse_payload, render_toml)
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
+from ansible_collections.fenrir.fleet.plugins.module_utils.identity import node_id_from_seed, seed_from_b64
+from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import build_config, parse_payload, render_toml
 from ansible_collections.fenrir.fleet.plugins.module_utils.naming import validate_label
+from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NODE_OPTIONS, normalize_node
+
+PREFIX = "knarr_node_"
+# Role variables that are not node settings: who and whether (per host), and the role's output.
+ROLE_ONLY = ("label", "state", "db_b64", "results")
+# Role variables read once for the whole play (module options of the fleet, not of a node): every host must
+# see the same value.
+FLEET_SETTINGS = ("registry", "registry_key_file", "network", "subnet", "gateway", "pool_start", "pool_end",
+                  "parallelism", "wait", "boot_timeout")
+STATES = ("present", "absent")
 
 
-def knarr_toml(specs, allocations):
-    """Render knarr.toml for node settings and their allocated addresses.
+def _fail(host, name, message, label=None):
+    who = "node %r (host %s)" % (label, host) if label is not None and label != host else "node %r" % host
+    raise AnsibleFilterError("%s, variable %s%s: %s" % (who, PREFIX, name, message))
 
-    ``specs``: one node's settings (a dict) or a list of them; ``allocations``: the address (a string)
-    for a single node, or the ``nodes`` list returned by fenrir.fleet.fleet_node.
-    Returns the TOML text for one node; for a list, each node's settings with its address (``ip``) and
-    rendered ``knarr_toml`` (the form fenrir.fleet.knarr_container takes).
+
+def _check_fleet(settings, hosts):
+    """Fleet settings must be the same on every host (they are read once, for the play)."""
+    for name in FLEET_SETTINGS:
+        seen = {}
+        for host, values in zip(hosts, settings):
+            seen.setdefault(repr(values.get(name)), host)
+        if len(seen) > 1:
+            shown = ", ".join("host %s has %s" % (host, value) for value, host in sorted(seen.items(), key=lambda i: i[1]))
+            raise AnsibleFilterError("variable %s%s: a fleet setting, read once for the whole play, differs between the "
+                                     "play's hosts (%s); set it for the whole fleet (group_vars), not per host"
+                                     % (PREFIX, name, shown))
+
+
+def knarr_node_plan(settings, hosts, remove_all=False):
+    """Every host's settings (its ``knarr_node_*`` variables as Ansible resolved them for that host, without
+    the prefix) into one plan: ``present`` (each node's settings for fenrir.fleet.knarr_container),
+    ``registry`` (what fenrir.fleet.fleet_registry reserves for them, identities included), ``absent`` (the
+    labels to decommission), ``images`` (image -> labels) and ``hosts`` (label -> inventory host).
+
+    With ``remove_all`` every host is decommissioned, whatever its knarr_node_state. Fails naming the host, the
+    variable and what is wrong; an identity is never shown.
     """
+    settings, hosts = list(settings), list(hosts)
+    if len(settings) != len(hosts):
+        raise AnsibleFilterError("knarr_node_plan: %d settings for %d hosts" % (len(settings), len(hosts)))
+    plan = dict(present=[], registry=[], absent=[], images={}, hosts={})
+    known = set(NODE_OPTIONS) | set(ROLE_ONLY) | set(FLEET_SETTINGS)
+    identities = {}
+    for host, values in zip(hosts, settings):
+        unknown = sorted(set(values) - known)
+        label = values.get("label", host)
+        if unknown:
+            _fail(host, unknown[0], "not a variable of the knarr_node role (a typo?)", label)
+        state = "absent" if remove_all else values.get("state", "present")
+        if state not in STATES:
+            _fail(host, "state", "%r is not one of %s" % (state, ", ".join(STATES)), label)
+        try:
+            validate_label(label, removal=state == "absent")
+        except FleetError as exc:
+            _fail(host, "label", exc.message, label)
+        if label in plan["hosts"]:
+            raise AnsibleFilterError("hosts %s and %s share knarr_node_label %s; a label is one node"
+                                     % (plan["hosts"][label], host, label))
+        plan["hosts"][label] = host
+        if state == "absent":
+            plan["absent"].append(label)
+            continue
+        node = {k: v for k, v in values.items() if k in NODE_OPTIONS and v is not None}
+        node["label"] = label
+        try:
+            normalised = normalize_node(node)
+        except FleetError as exc:
+            _fail(host, exc.field or "label", exc.message, label)
+        plan["present"].append(node)
+        plan["images"].setdefault(normalised["image"], []).append(label)
+        request = {k: node[k] for k in ("label", "ip", "location", "nonce") if node.get(k) is not None}
+        if values.get("db_b64"):
+            try:
+                node_id = node_id_from_seed(seed_from_b64(values["db_b64"], label))
+            except FleetError as exc:
+                _fail(host, "db_b64", exc.message, label)
+            if node_id in identities:
+                _fail(host, "db_b64", "the same identity (node id %s) is given to node %r; every node needs its own"
+                      % (node_id, identities[node_id]), label)
+            identities[node_id] = label
+            request["node_db_b64"] = values["db_b64"]
+        plan["registry"].append(request)
+    _check_fleet(settings, hosts)
+    return plan
+
+
+def knarr_node_outcomes(results):
+    """label -> {result, changed, failed, reason} from the module results of a run (decommission, containers):
+    what each host reports for its node."""
+    outcomes = {}
+    for result in results:
+        for node in (result or {}).get("nodes") or []:
+            outcomes[node["label"]] = dict(result=node["result"], changed=bool(node.get("changed")),
+                                           failed=bool(node.get("failed")), reason=node.get("reason"))
+    return outcomes
+
+
+def knarr_toml(node, ip):
+    """knarr.toml for one node's settings and its address (what fenrir.fleet.knarr_container writes)."""
     try:
-        if isinstance(specs, dict):
-            if not isinstance(allocations, str):
-                raise AnsibleFilterError("knarr_toml: for one node, pass its address")
-            return render_toml(build_config(normalize_spec(specs), allocations))
-        ips = {n["label"]: n["ip"] for n in allocations}
-        node_ids = {n["label"]: n.get("node_id") for n in allocations}
-        out = []
-        for raw in specs:
-            spec = normalize_spec({k: v for k, v in raw.items() if k != "node_db_b64"})
-            if not ips.get(spec["label"]):
-                raise AnsibleFilterError("knarr_toml: node %r has no allocated address" % spec["label"])
-            rendered = {k: v for k, v in raw.items() if k != "node_db_b64"}
-            rendered["ip"] = ips[spec["label"]]
-            if node_ids.get(spec["label"]):
-                rendered["node_id"] = node_ids[spec["label"]]
-            rendered["knarr_toml"] = render_toml(build_config(spec, ips[spec["label"]]))
-            out.append(rendered)
-        return out
-    except SpecError as exc:
+        return render_toml(build_config(normalize_node(node), ip))
+    except FleetError as exc:
         raise AnsibleFilterError(str(exc))
 
 
-def knarr_config(spec, ip):
-    """knarr.toml as data (a dict) for one node's settings and address."""
+def knarr_config(node, ip):
+    """knarr.toml as data (a dict) for one node's settings and its address."""
     try:
-        return build_config(normalize_spec(spec), ip)
-    except SpecError as exc:
+        return build_config(normalize_node(node), ip)
+    except FleetError as exc:
         raise AnsibleFilterError(str(exc))
 
 
@@ -55,207 +129,20 @@ def knarr_payload(payload_json, dry_run=None):
     """Parse and check a prepare-payload payload; returns node settings (label, location, node_db_b64, ...)."""
     try:
         return parse_payload(payload_json, dry_run)
-    except SpecError as exc:
+    except FleetError as exc:
         raise AnsibleFilterError(str(exc))
-
-
-def knarr_node_spec(spec):
-    """Validate node settings; returns them with defaults filled in (fails naming the node and field)."""
-    try:
-        out = normalize_spec({k: v for k, v in spec.items() if k != "node_db_b64"})
-    except SpecError as exc:
-        raise AnsibleFilterError(str(exc))
-    return out
 
 
 def knarr_node_id(node_db_b64, label=None):
     """The node id of a base64 node.db; fails naming the node and field when it is not a knarr identity."""
-    from ansible_collections.fenrir.fleet.plugins.module_utils.identity import (
-        IdentityError, node_id_from_seed, seed_from_b64)
     try:
         return node_id_from_seed(seed_from_b64(node_db_b64, label))
-    except IdentityError as exc:
+    except FleetError as exc:
         raise AnsibleFilterError(str(exc))
-
-
-# Role variable (without the knarr_node_ prefix) -> node setting.  Every setting can be set per host.
-ROLE_SETTINGS = dict(
-    label="label", location="location", ip="ip", nonce="nonce", image="image", network="network", memory="memory",
-    pids_limit="pids_limit", restart_policy="restart_policy", port="node_port", sidecar_port="sidecar_port",
-    jurisdiction="jurisdiction", cockpit_port="cockpit_port", cockpit_bind="cockpit_bind", bootstrap="bootstrap",
-    upnp="upnp", provisioner_node_id="provisioner_node_id", provisioner_endpoint="provisioner_endpoint",
-    initial_credit="initial_credit", min_balance="min_balance", echo_source="echo_source", echo_price="echo_price",
-    echo_tags="echo_tags", config_overrides="config_overrides",
-)
-
-
-PREFIX = "knarr_node_"
-# Role variables (without the prefix) read once per play, on the host the run_once tasks run on.
-FLEET_SETTINGS = ("registry", "registry_key_file", "network", "subnet", "gateway", "pool_start", "pool_end",
-                  "parallelism", "wait", "boot_timeout")
-
-
-class _Cached(dict):
-    """hostvars, each host's variables looked up once (every lookup of hostvars[host] merges them anew)."""
-
-    def __init__(self, hostvars):
-        super().__init__()
-        self.hostvars = hostvars.hostvars if isinstance(hostvars, _Cached) else hostvars
-
-    def __missing__(self, host):
-        vars_ = self[host] = self.hostvars[host]
-        return vars_
-
-
-class _Settings:
-    """Each host's value of a role variable, resolved the way the role would see it on that host.
-
-    A run_once task templates its variables in the context of one host, but ``hostvars`` holds only
-    each host's inventory variables, facts and extra vars -- not role defaults, play or task vars.
-    So a host's own value comes from ``hostvars``; a host without one takes the value the play gives
-    the role (``context``: the variables as templated for ``context_host``), unless that value is
-    ``context_host``'s own inventory value, in which case it takes the role default (``role_defaults``).
-    """
-
-    def __init__(self, hostvars, context, context_host=None, role_defaults=None):
-        hostvars = self.hostvars = hostvars if isinstance(hostvars, _Cached) else _Cached(hostvars)
-        self.context = context or {}
-        self.role_defaults = role_defaults or {}
-        own = hostvars[context_host] if context_host is not None and role_defaults is not None else {}
-        self._fallback = {}
-        for var, value in self.context.items():
-            name = PREFIX + var
-            if name in own and own[name] == value:
-                value = self.role_defaults.get(name)  # context_host's own value: not the play's
-            self._fallback[var] = value
-
-    def get(self, host, var):
-        vars_ = self.hostvars[host]
-        if PREFIX + var in vars_:
-            return vars_[PREFIX + var]
-        if var == "label":
-            return host  # the role's default: the inventory host name
-        return self._fallback.get(var)
-
-
-def _labels(hosts, hostvars, removal=False):
-    """Each host's label, validated; two hosts may not share one."""
-    hostvars = hostvars if isinstance(hostvars, _Cached) else _Cached(hostvars)
-    labels = []
-    for host in hosts:
-        vars_ = hostvars[host]
-        label = vars_[PREFIX + "label"] if PREFIX + "label" in vars_ else host
-        try:
-            labels.append(validate_label(label, removal=removal))
-        except SpecError as exc:
-            raise AnsibleFilterError("host %s: %s" % (host, exc))
-    shared = sorted({label for label in labels if labels.count(label) > 1})
-    if shared:
-        raise AnsibleFilterError("several hosts share knarr_node_label %s; a label is one node" % ", ".join(shared))
-    return labels
-
-
-def knarr_node_labels(hosts, hostvars, removal=False):
-    """Every host's node label (``knarr_node_label``, default the host name), validated and unique.
-
-    With ``removal``, labels only an older tool would have made (upper case, '_', '.') are accepted too:
-    such a node can be decommissioned, not provisioned."""
-    return _labels(hosts, hostvars, removal)
-
-
-def knarr_node_states(hosts, hostvars, state, context_host=None, role_defaults=None):
-    """The hosts split by their ``knarr_node_state``: ``{'present': [hosts], 'absent': [hosts]}``.
-
-    ``state`` is knarr_node_state as the run_once task sees it (on ``context_host``); see knarr_node_specs.
-    """
-    hostvars = hostvars if isinstance(hostvars, _Cached) else _Cached(hostvars)
-    _labels(hosts, hostvars, removal=True)  # unique; present hosts' labels are checked strictly by knarr_node_specs
-    settings = _Settings(hostvars, {"state": state}, context_host, role_defaults)
-    out = {"present": [], "absent": []}
-    for host in hosts:
-        value = settings.get(host, "state")
-        if value not in out:
-            raise AnsibleFilterError("host %s, field 'knarr_node_state': %r is not one of present, absent"
-                                     % (host, value))
-        out[value].append(host)
-    return out
-
-
-def knarr_node_specs(hosts, hostvars, defaults, context_host=None, role_defaults=None):
-    """Every host's node settings, validated: the host's ``knarr_node_*`` variables over ``defaults``.
-
-    One call for the whole play instead of one task per host; fails naming the node and the field,
-    when two hosts share a label, or when a given identity (``knarr_node_db_b64``) is not a knarr one.
-    ``defaults`` maps role variable names without the prefix (``memory``, ``port``, ``db_b64``, ...) to
-    their values as templated on ``context_host`` (the host a run_once task runs on); where that is
-    ``context_host``'s own inventory value, other hosts get ``role_defaults`` (the role's defaults,
-    keyed by full variable name) instead.
-    """
-    hostvars = hostvars if isinstance(hostvars, _Cached) else _Cached(hostvars)
-    _labels(hosts, hostvars)
-    settings = _Settings(hostvars, defaults, context_host, role_defaults)
-    variables = {key: PREFIX + var for var, key in ROLE_SETTINGS.items()}
-    specs = []
-    for host in hosts:
-        raw = {key: settings.get(host, var) for var, key in ROLE_SETTINGS.items()}
-        try:
-            specs.append(normalize_spec(raw))
-        except SpecError as exc:
-            if exc.field in variables:  # say which role variable to fix
-                raise AnsibleFilterError("node %r, field %r (variable %s of host %s): %s"
-                                         % (exc.label, exc.field, variables[exc.field], host, exc.message))
-            raise AnsibleFilterError(str(exc))
-    # Fleet settings are read once for the play: every node must see the same value.
-    for var in FLEET_SETTINGS:
-        if var not in settings.context:
-            continue
-        seen = {}
-        for host in hosts:
-            seen.setdefault(repr(settings.get(host, var)), host)
-        if len(seen) > 1:
-            shown = ", ".join("host %s has %s" % (host, value) for value, host in sorted(seen.items(), key=lambda i: i[1]))
-            raise AnsibleFilterError("field %r: a fleet setting, read once for the whole play, differs between the "
-                                     "play's hosts (%s); set it for the whole fleet (group_vars), not per host"
-                                     % (PREFIX + var, shown))
-    # Given identities (each host's own knarr_node_db_b64) must be knarr identities, one per node.
-    # Errors name the node and the field; the identity is never shown.
-    given = {}
-    for host, spec in zip(hosts, specs):
-        b64 = hostvars[host][PREFIX + "db_b64"] if PREFIX + "db_b64" in hostvars[host] else None
-        if b64:
-            node_id = knarr_node_id(b64, spec["label"])
-            if node_id in given:
-                raise AnsibleFilterError("node %r, field 'knarr_node_db_b64': the same identity (node id %s) is "
-                                         "given to node %r; every node needs its own"
-                                         % (spec["label"], node_id, given[node_id]))
-            given[node_id] = spec["label"]
-    return specs
-
-
-def knarr_allocation_requests(specs, hosts, hostvars):
-    """What fenrir.fleet.fleet_node needs for each node: label, pinned ip, location, nonce, identity."""
-    by_label = {}
-    for host in hosts:
-        vars_ = hostvars[host]
-        label = vars_["knarr_node_label"] if "knarr_node_label" in vars_ else host
-        by_label[label] = vars_["knarr_node_db_b64"] if "knarr_node_db_b64" in vars_ else None
-    return [dict(label=s["label"], ip=s.get("ip"), location=s.get("location"), nonce=s.get("nonce"),
-                 node_db_b64=by_label.get(s["label"]) or None) for s in specs]
-
-
-def knarr_images(specs):
-    """{image: [labels of the nodes that use it]} for a list of node settings."""
-    images = {}
-    for spec in specs:
-        images.setdefault(spec.get("image") or "knarr-cluster-node:latest", []).append(spec["label"])
-    return images
 
 
 class FilterModule:
     def filters(self):
-        return dict(knarr_toml=knarr_toml, knarr_config=knarr_config, knarr_payload=knarr_payload,
-                    knarr_node_spec=knarr_node_spec, knarr_images=knarr_images,
-                    knarr_node_id=knarr_node_id, knarr_node_specs=knarr_node_specs,
-                    knarr_node_labels=knarr_node_labels,
-                    knarr_node_states=knarr_node_states,
-                    knarr_allocation_requests=knarr_allocation_requests)
+        return dict(knarr_node_plan=knarr_node_plan, knarr_node_outcomes=knarr_node_outcomes,
+                    knarr_toml=knarr_toml, knarr_config=knarr_config, knarr_payload=knarr_payload,
+                    knarr_node_id=knarr_node_id)

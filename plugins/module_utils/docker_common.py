@@ -1,59 +1,142 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One definition of the Docker connection options and the client built from them."""
+"""One definition of the Docker connection options, the rules they must follow, and the client built from them.
+
+Every module that talks to a Docker engine extends :data:`DOCKER_COMMON_ARGS` (documented once, in the
+``fenrir.fleet.docker`` doc fragment). The rules are strict because the engine is handed node identities:
+
+* only ``unix://``, ``tcp://`` and ``https://`` addresses (``http://`` would send them in clear);
+* TLS options with a Unix socket are refused (they would be silently ignored);
+* plain ``tcp://`` to anything but loopback is refused unless ``insecure: true``;
+* ``tls`` without ``validate_certs`` encrypts without knowing who answers: allowed only when asked for, with a
+  warning;
+* ``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH`` mean what they mean to the Docker SDK and CLI: any non-empty
+  ``DOCKER_TLS_VERIFY`` turns verification on, ``DOCKER_CERT_PATH`` holds ``ca.pem``, ``cert.pem``, ``key.pem``.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import traceback
 from urllib.parse import urlparse
 
+from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
+
 try:
     import docker
-    from docker.errors import APIError, DockerException, NotFound, ImageNotFound
+    from docker.errors import APIError, DockerException, NotFound
     HAS_DOCKER = True
     DOCKER_IMPORT_ERROR = None
 except ImportError:  # pragma: no cover - exercised only without the SDK
     HAS_DOCKER = False
     DOCKER_IMPORT_ERROR = traceback.format_exc()
-    APIError = DockerException = NotFound = ImageNotFound = Exception
+
+    class DockerException(Exception):
+        """Stands in for docker.errors.DockerException when the SDK is missing."""
+
+    class APIError(DockerException):
+        """Stands in for docker.errors.APIError."""
+
+    class NotFound(APIError):
+        """Stands in for docker.errors.NotFound."""
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+SCHEMES = ("unix", "tcp", "https")
 
 DOCKER_COMMON_ARGS = dict(
-    docker_host=dict(type="str", aliases=["docker_url"]),
-    tls=dict(type="bool", default=False),
-    validate_certs=dict(type="bool", default=False, aliases=["tls_verify"]),
+    docker_host=dict(type="str", default=DEFAULT_DOCKER_HOST, aliases=["docker_url"],
+                     fallback=(env_fallback, ["DOCKER_HOST"])),
+    tls=dict(type="bool", default=False, fallback=(env_fallback, ["DOCKER_TLS"])),
+    # None: DOCKER_TLS_VERIFY decides, as it does for the SDK (a non-empty value, even "0", turns it on).
+    validate_certs=dict(type="bool", aliases=["tls_verify"]),
     ca_path=dict(type="path", aliases=["ca_cert", "tls_ca_cert", "cacert_path"]),
     client_cert=dict(type="path", aliases=["tls_client_cert", "cert_path"]),
     client_key=dict(type="path", aliases=["tls_client_key", "key_path"]),
-    tls_hostname=dict(type="str"),
-    timeout=dict(type="int", default=60),
+    tls_hostname=dict(type="str", fallback=(env_fallback, ["DOCKER_TLS_HOSTNAME"])),
+    timeout=dict(type="int", default=60, fallback=(env_fallback, ["DOCKER_TIMEOUT"])),
+    insecure=dict(type="bool", default=False),
 )
+TLS_OPTIONS = ("tls", "validate_certs", "ca_path", "client_cert", "client_key", "tls_hostname")
+
+
+class DockerOptionsError(FleetError):
+    """Connection options that cannot be used as given."""
+
+    def __init__(self, message, field=None):
+        super().__init__(message, field=field)
 
 
 def docker_argument_spec(**extra):
-    """The shared connection options plus a module's own."""
+    """The shared connection options plus a module's own (a fresh copy each time)."""
     spec = {k: dict(v) for k, v in DOCKER_COMMON_ARGS.items()}
     spec.update(extra)
     return spec
 
 
-def _env_bool(name, environ=None):
-    value = (os.environ if environ is None else environ).get(name, "")
-    return value.strip().lower() in ("1", "true", "yes", "on")
+def _given(params, name, env):
+    """An option's value: given, else its environment fallback (as the argument spec has it), else its default.
+
+    Modules get their parameters validated (fallbacks applied); callers outside Ansible (the benchmark, tests)
+    pass plain dicts, and get the same resolution from the same spec.
+    """
+    value = params.get(name)
+    if value is not None:
+        return value
+    option = DOCKER_COMMON_ARGS[name]
+    for var in (option.get("fallback") or (None, []))[1]:
+        if env.get(var, "") != "":
+            raw = env[var]
+            return raw.strip().lower() in ("1", "true", "yes", "on") if option["type"] == "bool" else (
+                int(raw) if option["type"] == "int" else raw)
+    return option.get("default")
+
+
+def _is_loopback(host):
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def connection_params(params, environ=None):
-    """Resolve the connection options against DOCKER_* environment fallbacks.
+    """Resolve and check the connection options; returns base_url, tls (False or a dict), timeout, warnings.
 
-    Returns a plain dict: base_url, tls (False or dict of TLS settings), timeout.
+    Raises DockerOptionsError naming the option when the combination is refused.
     """
     env = os.environ if environ is None else environ
-    base_url = params.get("docker_host") or env.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
-    verify = bool(params.get("validate_certs")) or (env.get("DOCKER_TLS_VERIFY", "").strip() not in ("", "0"))
-    use_tls = verify or bool(params.get("tls")) or _env_bool("DOCKER_TLS", env)
-    cert_path = env.get("DOCKER_CERT_PATH")
+    base_url = _given(params, "docker_host", env)
+    parsed = urlparse(base_url)
+    if parsed.scheme not in SCHEMES:
+        raise DockerOptionsError("%r: only unix://, tcp:// and https:// addresses are accepted (http:// and others "
+                               "would carry node identities in clear or are not supported)" % (base_url,),
+                               field="docker_host")
+    verify = params.get("validate_certs")
+    if verify is None:
+        verify = env.get("DOCKER_TLS_VERIFY", "") != ""
+    use_tls = bool(verify) or bool(_given(params, "tls", env)) or parsed.scheme == "https"
+    cert_path = env.get("DOCKER_CERT_PATH") or None
+    warnings = []
+    if parsed.scheme == "unix":
+        given = [o for o in TLS_OPTIONS if params.get(o)]
+        if use_tls or given:
+            raise DockerOptionsError("%s is a Unix socket: TLS options (%s) need a tcp:// or https:// address"
+                                   % (base_url, ", ".join(given) or "DOCKER_TLS / DOCKER_TLS_VERIFY"),
+                                   field=(given or ["docker_host"])[0])
+        return dict(base_url=base_url, tls=False, timeout=_given(params, "timeout", env), warnings=warnings)
+    if not parsed.hostname or not parsed.port:
+        raise DockerOptionsError("%r needs a host and a port (tcp://ADDRESS:2376)" % (base_url,), field="docker_host")
+    if not use_tls:
+        if not _is_loopback(parsed.hostname) and not params.get("insecure"):
+            raise DockerOptionsError(
+                "%s is plain TCP to a host other than this one: anyone on the way reads and could drive the engine. "
+                "Use mutual TLS (validate_certs, ca_path, client_cert, client_key), or set insecure: true if you "
+                "really mean it" % base_url, field="docker_host")
+        return dict(base_url=base_url, tls=False, timeout=_given(params, "timeout", env), warnings=warnings)
 
     def pick(option, filename):
         if params.get(option):
@@ -64,22 +147,22 @@ def connection_params(params, environ=None):
                 return candidate
         return None
 
-    tls = False
-    if use_tls:
-        if base_url.startswith("unix://"):
-            raise ValueError("docker_host %s is a Unix socket; TLS options need a tcp:// address" % base_url)
-        tls = dict(
-            verify=verify,
-            ca_cert=pick("ca_path", "ca.pem"),
-            client_cert=pick("client_cert", "cert.pem"),
-            client_key=pick("client_key", "key.pem"),
-            assert_hostname=params.get("tls_hostname") or urlparse(base_url.replace("tcp://", "https://")).hostname,
-        )
-        if verify and not tls["ca_cert"]:
-            raise ValueError("validate_certs is set but no ca_path was given (nor DOCKER_CERT_PATH/ca.pem)")
-        if bool(tls["client_cert"]) != bool(tls["client_key"]):
-            raise ValueError("client_cert and client_key must be given together")
-    return dict(base_url=base_url, tls=tls, timeout=params.get("timeout") or 60)
+    tls = dict(
+        verify=bool(verify),
+        ca_cert=pick("ca_path", "ca.pem"),
+        client_cert=pick("client_cert", "cert.pem"),
+        client_key=pick("client_key", "key.pem"),
+        assert_hostname=_given(params, "tls_hostname", env) or parsed.hostname,
+    )
+    if verify and not tls["ca_cert"]:
+        raise DockerOptionsError("validate_certs is set but no CA was given (ca_path, or ca.pem in DOCKER_CERT_PATH)",
+                               field="ca_path")
+    if bool(tls["client_cert"]) != bool(tls["client_key"]):
+        raise DockerOptionsError("client_cert and client_key must be given together", field="client_cert")
+    if not verify:
+        warnings.append("TLS to %s without validate_certs: the connection is encrypted but the engine's "
+                        "certificate is not checked" % base_url)
+    return dict(base_url=base_url, tls=tls, timeout=_given(params, "timeout", env), warnings=warnings)
 
 
 def _hostname_adapter(hostname, pool_size):
@@ -96,11 +179,12 @@ def _hostname_adapter(hostname, pool_size):
     return HostnameAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
 
 
-def make_client(params, max_pool_size=16):
-    """A docker.DockerClient for the resolved connection options."""
-    conn = connection_params(params)
+def make_client(params, max_pool_size=16, conn=None):
+    """A docker.DockerClient for the connection options (``conn``: their resolution, when done already)."""
+    conn = dict(conn or connection_params(params))
     tls_config = False
     rename = None
+    base_url = conn["base_url"]
     if conn["tls"]:
         t = conn["tls"]
         client_cert = (t["client_cert"], t["client_key"]) if t["client_cert"] else None
@@ -109,10 +193,10 @@ def make_client(params, max_pool_size=16):
             ca_cert=t["ca_cert"],
             verify=t["ca_cert"] if t["verify"] else False,
         )
-        conn["base_url"] = conn["base_url"].replace("tcp://", "https://", 1)
-        if t["verify"] and t["assert_hostname"] != urlparse(conn["base_url"]).hostname:
+        base_url = base_url.replace("tcp://", "https://", 1)
+        if t["verify"] and t["assert_hostname"] != urlparse(base_url).hostname:
             rename = t["assert_hostname"]
-    kwargs = dict(base_url=conn["base_url"], tls=tls_config, timeout=conn["timeout"], max_pool_size=max_pool_size)
+    kwargs = dict(base_url=base_url, tls=tls_config, timeout=conn["timeout"], max_pool_size=max_pool_size)
     try:
         if not conn["tls"]:
             return docker.DockerClient(version="auto", **kwargs)
@@ -132,10 +216,11 @@ def make_client(params, max_pool_size=16):
         return client
     except (DockerException, OSError) as exc:  # OSError: requests' connection and TLS errors
         raise DockerException("cannot reach the Docker engine at %s (is it running? see scripts/ensure-docker; with "
-                              "TLS: ca_path, client_cert/client_key, tls_hostname): %s" % (conn["base_url"], exc))
+                              "TLS: ca_path, client_cert/client_key, tls_hostname): %s" % (base_url, exc))
 
 
 def require_docker(module):
+    """Fail a module cleanly when the Docker SDK for Python is missing."""
     if not HAS_DOCKER:
         from ansible.module_utils.basic import missing_required_lib
         module.fail_json(msg=missing_required_lib("docker (the Docker SDK for Python)"), exception=DOCKER_IMPORT_ERROR)

@@ -20,7 +20,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_probe import ProbeError, probe_once
+from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NETWORK_OPTION, NODE_OPTIONS
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import (
     ACTIVE_STATUSES, SCHEMA_VERSION, Registry, RegistryError, public)
 
@@ -34,8 +36,8 @@ REGISTRY_LABEL = LABEL_PREFIX + "registry"
 # Containers of the original fleet-provision-docker-lite skill carry no labels: they are known by name.
 NAME_PREFIX = "fenrir-"
 
-DEFAULT_NETWORK = "fenrir-fleet"
-DEFAULT_NODE_PORT = 9010
+DEFAULT_NETWORK = NETWORK_OPTION["default"]
+DEFAULT_NODE_PORT = NODE_OPTIONS["port"]["default"]
 DEFAULT_PROBE_TIMEOUT = 2.0
 DEFAULT_STALE_AFTER = 600.0  # seconds a 'provisioning' record may stay unchanged without a running container
 
@@ -56,7 +58,7 @@ DRIFTS = (
 )
 
 
-class DriftError(Exception):
+class DriftError(FleetError):
     """The registry or the engine could not be read; the message says which and why."""
 
 
@@ -130,7 +132,7 @@ def audit(db, key_file=None):
         raise DriftError(str(exc))
     except sqlite3.DatabaseError as exc:
         raise DriftError("cannot read the audit trail of %s: %s" % (path, exc))
-    return dict(result, db=path)
+    return dict(result, registry=path)
 
 
 def audit_accept(db, key_file=None, labels=(), rebuild_index=False, check_mode=False):
@@ -155,7 +157,7 @@ def audit_accept(db, key_file=None, labels=(), rebuild_index=False, check_mode=F
         raise DriftError(str(exc))
     except sqlite3.DatabaseError as exc:
         raise DriftError("cannot read the audit trail of %s: %s" % (path, exc))
-    return dict(result, db=path, changed=bool(accepted or rebuilt), accepted=accepted, index_rebuilt=rebuilt)
+    return dict(result, registry=path, changed=bool(accepted or rebuilt), accepted=accepted, index_rebuilt=rebuilt)
 
 
 # --------------------------------------------------------------------------- containers
@@ -400,7 +402,7 @@ def fleet_status(params, make_client, check_mode=False):
     from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
         APIError, DockerException, NotFound)
 
-    db = os.path.abspath(os.path.expanduser(params["db"]))
+    db = os.path.abspath(os.path.expanduser(params["registry"]))
     network = params.get("network") or DEFAULT_NETWORK
     stale_after = params.get("stale_after")
     stale_after = DEFAULT_STALE_AFTER if stale_after is None else stale_after
@@ -409,7 +411,7 @@ def fleet_status(params, make_client, check_mode=False):
     nodes = read_nodes(db, include_destroyed=False)
     try:
         client = make_client(params)
-    except (DockerException, ValueError) as exc:
+    except (DockerException, FleetError) as exc:
         raise DriftError("cannot connect to the Docker engine: %s" % exc)
     try:
         listing = client.api.containers(all=True)
@@ -425,7 +427,7 @@ def fleet_status(params, make_client, check_mode=False):
         client.close()
     now = time.time()
     entries = compare(nodes, containers, db, now=now, stale_after=stale_after)
-    result = dict(changed=False, db=db, network=network, released=[])
+    result = dict(changed=False, registry=db, network=network, released=[])
     if params.get("release_stale"):
         stale = [e["label"] for e in entries if _is_node(e) and "stale provisioning" in e["drift"]]
         released, before, after, records = release_stale(db, nodes, stale, stale_after, now=now,
@@ -435,7 +437,7 @@ def fleet_status(params, make_client, check_mode=False):
             entries = compare(nodes, containers, db, now=now, stale_after=stale_after)
         result.update(changed=bool(released), released=released, diff=dict(before=before, after=after))
     if params.get("probe"):
-        probe(entries, port=params.get("node_port") or DEFAULT_NODE_PORT,
+        probe(entries, port=params.get("port") or DEFAULT_NODE_PORT,
               timeout=params.get("probe_timeout") or DEFAULT_PROBE_TIMEOUT)
     result.update(nodes=entries, in_sync=not any(e["drift"] for e in entries), summary=summarize(entries))
     return result

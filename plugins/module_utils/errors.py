@@ -25,7 +25,9 @@ class FleetError(Exception):
 
     def where(self):
         parts = []
-        if self.label is not None:
+        if isinstance(self.label, (list, tuple)):  # several objects share the problem
+            parts.append("%ss %s" % (self.kind, ", ".join(repr(label) for label in self.label)))
+        elif self.label is not None:
             parts.append("%s %r" % (self.kind, self.label))
         if self.field is not None:
             parts.append("field %r" % (self.field,))
@@ -41,3 +43,11 @@ class SpecError(FleetError):
 
     def __init__(self, label, field, message, kind=None):
         super().__init__(message, label=label, field=field, kind=kind)
+
+
+class ModuleFailure(Exception):
+    """A module run that fails; ``result`` is what the module returns with the failure (msg included)."""
+
+    def __init__(self, msg, result=None):
+        super().__init__(msg)
+        self.result = dict(result or {}, msg=msg)

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What a knarr node is made of: its validated spec, its knarr.toml (as data, then TOML), its files.
+"""What a knarr node's files are made of: its knarr.toml (as data, then TOML) and its echo skill.
 
 ``knarr.toml`` is built as a dict and serialised by a real TOML writer (tomli_w), so no value -- a
 quote, a newline, a bracket -- can change the file's structure.
@@ -9,15 +9,12 @@ quote, a newline, a bracket -- can change the file's structure.
 from __future__ import annotations
 
 import copy
-import hashlib
-import ipaddress
 import json
 import re
 
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import SpecError
-from ansible_collections.fenrir.fleet.plugins.module_utils.naming import container_name, validate_label
+from ansible_collections.fenrir.fleet.plugins.module_utils.naming import validate_label
 
-HEX_RE = re.compile(r"^[0-9a-f]{16,64}$")
 CONFIG_DIR = "/opt/knarr"
 
 ECHO_SOURCE = '''\
@@ -27,125 +24,6 @@ ECHO_SOURCE = '''\
 async def handle(input_data: dict) -> dict:
     return {"text": input_data["text"]}
 '''
-
-# Defaults of a node spec; the knarr_node role documents each in meta/argument_specs.yml.
-SPEC_DEFAULTS = dict(
-    location=None,
-    ip=None,
-    nonce=None,
-    image="knarr-cluster-node:latest",
-    network="fenrir-fleet",
-    memory="256m",
-    pids_limit=50,
-    restart_policy="unless-stopped",
-    node_port=9010,
-    sidecar_port=9011,
-    jurisdiction="eu",
-    cockpit_port=8080,
-    cockpit_bind="127.0.0.1",
-    bootstrap=[],
-    upnp=False,
-    provisioner_node_id=None,
-    provisioner_endpoint="172.21.0.1:9040",
-    initial_credit=100000.0,
-    min_balance=-100000.0,
-    echo_source=None,
-    echo_price=0.0,
-    echo_tags=["echo", "fenrir"],
-    config_overrides={},
-)
-DERIVED = ("memory_bytes", "server_id", "knarr_toml")
-RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
-_MEM_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
-
-
-def parse_memory(value, label="?"):
-    if isinstance(value, int) and not isinstance(value, bool):
-        num = value
-    else:
-        m = re.match(r"^\s*(\d+)\s*([bkmg]?)i?b?\s*$", str(value).lower())
-        if not m:
-            raise SpecError(label, "memory", "%r is not a size such as 256m or 268435456" % (value,))
-        num = int(m.group(1)) * _MEM_UNITS[m.group(2)]
-    if num < 6 * 1024 ** 2:
-        raise SpecError(label, "memory", "%r is below Docker's minimum of 6 MiB" % (value,))
-    return num
-
-
-def _port(spec, field):
-    value = spec[field]
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
-        raise SpecError(spec["label"], field, "%r is not a port number" % (value,))
-    return value
-
-
-def _hostport(label, field, value):
-    if not isinstance(value, str) or ":" not in value:
-        raise SpecError(label, field, "%r is not host:port" % (value,))
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdecimal() or not 0 < int(port) < 65536 or any(c in host for c in " \t\r\n\"'[]"):
-        raise SpecError(label, field, "%r is not host:port" % (value,))
-    return value
-
-
-def normalize_spec(raw):
-    """Fill defaults and validate every field of one node spec; raises SpecError."""
-    if not isinstance(raw, dict):
-        raise SpecError(None, "node", "each node must be a mapping, got %s" % type(raw).__name__)
-    label = validate_label(raw.get("label"))
-    raw = {k: v for k, v in raw.items() if k not in DERIVED}  # normalising twice gives the same spec
-    unknown = set(raw) - set(SPEC_DEFAULTS) - {"label", "node_db_b64"}
-    if unknown:
-        raise SpecError(label, sorted(unknown)[0], "unknown field (known: %s)" % ", ".join(sorted(SPEC_DEFAULTS)))
-    spec = copy.deepcopy(SPEC_DEFAULTS)
-    spec.update({k: v for k, v in raw.items() if v is not None})
-    spec["label"] = label
-    if spec["location"] is not None and (not isinstance(spec["location"], str) or len(spec["location"]) > 128):
-        raise SpecError(label, "location", "must be a string of at most 128 characters")
-    if spec["ip"] is not None:
-        try:
-            spec["ip"] = str(ipaddress.IPv4Address(spec["ip"]))
-        except ValueError:
-            raise SpecError(label, "ip", "%r is not an IPv4 address" % (spec["ip"],))
-    for field in ("node_port", "sidecar_port", "cockpit_port"):
-        _port(spec, field)
-    if spec["node_port"] == 0:
-        raise SpecError(label, "node_port", "the node port cannot be 0")
-    if isinstance(spec["pids_limit"], bool) or not isinstance(spec["pids_limit"], int) or spec["pids_limit"] < 1:
-        raise SpecError(label, "pids_limit", "%r is not a positive integer" % (spec["pids_limit"],))
-    spec["memory_bytes"] = parse_memory(spec["memory"], label)
-    if spec["restart_policy"] not in RESTART_POLICIES:
-        raise SpecError(label, "restart_policy", "%r is not one of %s" % (spec["restart_policy"],
-                                                                          ", ".join(RESTART_POLICIES)))
-    if not isinstance(spec["bootstrap"], list):
-        raise SpecError(label, "bootstrap", "must be a list of host:port")
-    for peer in spec["bootstrap"]:
-        _hostport(label, "bootstrap", peer)
-    pid = spec["provisioner_node_id"]
-    if pid is not None and (not isinstance(pid, str) or not HEX_RE.fullmatch(pid)):
-        raise SpecError(label, "provisioner_node_id", "must be a lowercase hex node id of 16 to 64 characters")
-    _hostport(label, "provisioner_endpoint", spec["provisioner_endpoint"])
-    for field in ("initial_credit", "min_balance", "echo_price"):
-        if isinstance(spec[field], bool) or not isinstance(spec[field], (int, float)):
-            raise SpecError(label, field, "%r is not a number" % (spec[field],))
-        spec[field] = float(spec[field])
-    if not isinstance(spec["echo_tags"], list) or not all(isinstance(t, str) for t in spec["echo_tags"]):
-        raise SpecError(label, "echo_tags", "must be a list of strings")
-    if spec["echo_source"] is not None and not isinstance(spec["echo_source"], str):
-        raise SpecError(label, "echo_source", "must be Python source text")
-    if not isinstance(spec["config_overrides"], dict):
-        raise SpecError(label, "config_overrides", "must be a mapping of knarr.toml tables")
-    for key in ("image", "network"):
-        if not isinstance(spec[key], str) or not spec[key] or any(c.isspace() for c in spec[key]):
-            raise SpecError(label, key, "%r is not a valid name" % (spec[key],))
-    spec["server_id"] = container_name(label)
-    if spec["config_overrides"]:
-        try:  # what TOML cannot hold (null, objects) is refused here, not when the file is written
-            render_toml(_merge({}, spec["config_overrides"]))
-        except (TypeError, ValueError) as exc:
-            raise SpecError(label, "config_overrides", "cannot be written as TOML: %s" % exc)
-    return spec
-
 
 # knarr.toml keys whose values are secrets (cockpit.auth_token, ...): never shown in diffs or results.
 SECRET_KEY_RE = re.compile(r"(token|secret|password|passphrase)", re.I)
@@ -182,12 +60,12 @@ def _merge(base, override):
 
 
 def build_config(spec, ip):
-    """knarr.toml as data for a normalised spec and its allocated address."""
+    """knarr.toml as data for a normalised node (node_spec.normalize_node) and its allocated address."""
     label = spec["label"]
     config = {
         "node": {
             "host": "0.0.0.0",
-            "port": spec["node_port"],
+            "port": spec["port"],
             "advertise_host": ip,
             "sidecar_port": spec["sidecar_port"],
             "storage": "node.db",
@@ -220,18 +98,20 @@ def render_toml(config):
     return tomli_w.dumps(config)
 
 
-def node_files(spec, ip):
-    """The three files a node needs besides its identity: path -> (bytes, mode)."""
+def node_files(node, ip):
+    """The files a node needs besides its identity: path -> (bytes, mode)."""
     return {
-        CONFIG_DIR + "/knarr.toml": (render_toml(build_config(spec, ip)).encode("utf-8"), 0o644),
-        CONFIG_DIR + "/skills/echo.py": ((spec.get("echo_source") or ECHO_SOURCE).encode("utf-8"), 0o644),
+        CONFIG_DIR + "/knarr.toml": (render_toml(build_config(node, ip)).encode("utf-8"), 0o644),
+        CONFIG_DIR + "/skills/echo.py": ((node.get("echo_source") or ECHO_SOURCE).encode("utf-8"), 0o644),
     }
 
 
-def spec_digest(spec):
-    """A stable digest of the container-level settings (what a change of forces a new container)."""
-    keys = ("image", "network", "memory_bytes", "pids_limit", "restart_policy")
-    return hashlib.sha256(json.dumps({k: spec[k] for k in keys}, sort_keys=True).encode()).hexdigest()[:16]
+def check_overrides(label, overrides):
+    """Refuse config_overrides that TOML cannot hold (null, objects), naming the node, before anything is written."""
+    try:
+        render_toml(_merge({}, overrides))
+    except (TypeError, ValueError) as exc:
+        raise SpecError(label, "config_overrides", "cannot be written as TOML: %s" % exc)
 
 
 def parse_payload(payload_json, dry_run=None):

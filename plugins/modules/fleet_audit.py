@@ -18,17 +18,11 @@ description:
   - Read-only unless O(accept) or O(rebuild_index) is given. The registry is never created or migrated; a registry
     with another schema version than the collection's is refused with a message saying how to migrate it.
 author:
-  - fenrir.fleet maintainers
+  - Fenrir Fleet Maintainers (@fenrir-fleet)
+extends_documentation_fragment:
+  - fenrir.fleet.registry
+  - fenrir.fleet.attributes
 options:
-  db:
-    description: Path of the registry, C(fleet.db). It must exist.
-    type: path
-    required: true
-  key_file:
-    description:
-      - The registry's key file. Default C(fleet.key) beside O(db).
-      - Verifying does not decrypt anything; the option exists so the same variables serve every fleet module.
-    type: path
   fail_on_mismatch:
     description: Fail when the chain is broken. With V(false), return RV(ok=false) and RV(problem) instead.
     type: bool
@@ -51,27 +45,30 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Verifying changes nothing. With O(accept) or O(rebuild_index), reports what would change and writes nothing.
+    details:
+      - Verifying changes nothing. With O(accept) or O(rebuild_index), reports what would change and writes nothing.
   diff_mode:
     support: none
   idempotent:
     support: full
+requirements:
+  - cryptography
 notes:
   - The chain is a plain SHA-256 chain. It shows edits made without rewriting the chain; someone who rewrites
     every later hash as well is not detected. Keep copies of RV(entries) and the newest hash elsewhere if that matters.
 seealso:
-  - module: fenrir.fleet.fleet_node
+  - module: fenrir.fleet.fleet_registry
   - module: fenrir.fleet.fleet_status
 """
 
 EXAMPLES = r"""
 - name: Verify the registry's audit chain (fails when broken)
   fenrir.fleet.fleet_audit:
-    db: /var/lib/fenrir/fleet.db
+    registry: /var/lib/fenrir/fleet.db
 
 - name: Only report a broken chain
   fenrir.fleet.fleet_audit:
-    db: /var/lib/fenrir/fleet.db
+    registry: /var/lib/fenrir/fleet.db
     fail_on_mismatch: false
   register: fleet_audit
 
@@ -82,7 +79,7 @@ EXAMPLES = r"""
 
 - name: Keep beta's record as it was edited by hand (after looking at it), then verify
   fenrir.fleet.fleet_audit:
-    db: /var/lib/fenrir/fleet.db
+    registry: /var/lib/fenrir/fleet.db
     accept: [beta]
 """
 
@@ -121,8 +118,8 @@ index_rebuilt:
   description: Whether the index of held addresses was (or would be) rebuilt because it differed.
   returned: success
   type: bool
-db:
-  description: Absolute path of the registry.
+registry:
+  description: The registry (a file's absolute path).
   returned: always
   type: str
   sample: /var/lib/fenrir/fleet.db
@@ -130,33 +127,12 @@ db:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.drift import DriftError, audit, audit_accept
+from ansible_collections.fenrir.fleet.plugins.module_utils import fleet_audit
+from ansible_collections.fenrir.fleet.plugins.module_utils.module_runner import run_module
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            db=dict(type="path", required=True),
-            key_file=dict(type="path", no_log=False),
-            fail_on_mismatch=dict(type="bool", default=True),
-            accept=dict(type="list", elements="str", default=[]),
-            rebuild_index=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    try:
-        if p["accept"] or p["rebuild_index"]:
-            result = audit_accept(p["db"], p["key_file"], p["accept"], p["rebuild_index"], module.check_mode)
-        else:
-            result = dict(audit(p["db"], p["key_file"]), changed=False, accepted=[], index_rebuilt=False)
-    except DriftError as exc:
-        module.fail_json(msg=str(exc), db=p["db"])
-    if not result["ok"] and p["fail_on_mismatch"]:
-        module.fail_json(msg="the audit chain of %s is broken: %s. If you mean to keep a node's record as it is now, "
-                         "run fenrir.fleet.fleet_audit with accept: [<label>]" % (result["db"], result["problem"]),
-                         **result)
-    module.exit_json(**result)
+    run_module(AnsibleModule(supports_check_mode=True, **fleet_audit.ARGUMENT_SPEC), fleet_audit)
 
 
 if __name__ == "__main__":

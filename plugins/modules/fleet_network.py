@@ -14,9 +14,11 @@ description:
     a subnet overlapping another Docker network is refused before anything is created.
   - With O(state=absent), removes it when no container is attached.
 author:
-  - fenrir.fleet maintainers
+  - Fenrir Fleet Maintainers (@fenrir-fleet)
 extends_documentation_fragment:
   - fenrir.fleet.docker
+  - fenrir.fleet.attributes
+  - fenrir.fleet.attributes.actiongroup_docker
 options:
   name:
     description: Network name.
@@ -33,12 +35,6 @@ options:
     description: Network driver.
     type: str
     default: bridge
-  images:
-    description:
-      - Images the fleet needs on this engine. A missing one is an error before anything is created
-        (nothing is ever pulled), so a fleet run stops before it writes a container or a registry record.
-      - A list of images, or a mapping of image to the labels of the nodes that need it (named in the error).
-    type: raw
   labels:
     description: Labels for a network this module creates.
     type: dict
@@ -54,6 +50,10 @@ attributes:
     support: full
   idempotent:
     support: full
+  action_group:
+    support: full
+requirements:
+  - docker (the Docker SDK for Python)
 """
 
 EXAMPLES = r"""
@@ -74,12 +74,13 @@ network:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.module_specs import SPECS, run_module
+from ansible_collections.fenrir.fleet.plugins.module_utils import fleet_network
+from ansible_collections.fenrir.fleet.plugins.module_utils.module_runner import run_module
 
 
 def main():
-    # On the controller the action plugin of the same name runs this in-process; elsewhere this runs.
-    run_module(AnsibleModule(supports_check_mode=True, **SPECS["fleet_network"]), "fleet_network")
+    # On the controller, with a local connection, the action plugin of the same name runs this logic in the worker.
+    run_module(AnsibleModule(supports_check_mode=True, **fleet_network.ARGUMENT_SPEC), fleet_network)
 
 
 if __name__ == "__main__":

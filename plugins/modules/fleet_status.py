@@ -9,7 +9,7 @@ module: fleet_status
 short_description: Compare the fleet registry with the node containers on the Docker engine (drift)
 version_added: 0.1.0
 description:
-  - Reads the fleet registry (O(db), read-only) and, in one call each, lists the containers on the engine and
+  - Reads the fleet registry (O(registry), read-only) and, in one call each, lists the containers on the engine and
     inspects O(network); the cost does not grow with the number of nodes.
   - A node's container is one labelled for this registry (its C(fenrir.fleet.registry) label is this registry's
     absolute path) whose C(fenrir.fleet.label) label is the node's label, or an unlabelled one (as the original
@@ -34,16 +34,13 @@ description:
     containers on O(network) that no node claims; a second container for the same node as V(duplicate container).
   - Changes nothing, neither the registry nor Docker, unless O(release_stale=true).
 author:
-  - fenrir.fleet maintainers
+  - Fenrir Fleet Maintainers (@fenrir-fleet)
 extends_documentation_fragment:
   - fenrir.fleet.docker
+  - fenrir.fleet.registry
+  - fenrir.fleet.attributes
+  - fenrir.fleet.attributes.actiongroup_docker
 options:
-  db:
-    description:
-      - Path of the registry, C(fleet.db). It must exist and have the collection's schema version.
-      - Read-only, unless O(release_stale=true) finds records to release.
-    type: path
-    required: true
   network:
     description: The fleet network the nodes' addresses are on.
     type: str
@@ -52,10 +49,11 @@ options:
     description: Also ask every running node for its status and echo (proof of life).
     type: bool
     default: false
-  node_port:
+  port:
     description: The knarr node port probed with O(probe=true).
     type: int
     default: 9010
+    aliases: [node_port]
   probe_timeout:
     description: Seconds each probe may take.
     type: float
@@ -80,28 +78,29 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Nothing is written in check mode; with O(release_stale=true) it reports what would be released.
+    details:
+      - Nothing is written in check mode; with O(release_stale=true) it reports what would be released.
   diff_mode:
     support: full
-    description: With O(release_stale=true), the status, reason, address and whether it is held, of every released
-      record before and after.
+    details:
+      - With O(release_stale=true), the status, reason, address and whether it is held, of every released record
+        before and after.
   idempotent:
     support: full
   action_group:
-    description: Use C(group/fenrir.fleet.docker) in C(module_defaults) to set the Docker options.
     support: full
     membership:
       - fenrir.fleet.docker
 seealso:
   - module: fenrir.fleet.fleet_audit
-  - module: fenrir.fleet.fleet_node
+  - module: fenrir.fleet.fleet_registry
   - module: fenrir.fleet.knarr_container
 """
 
 EXAMPLES = r"""
 - name: Compare the registry with Docker
   fenrir.fleet.fleet_status:
-    db: /var/lib/fenrir/fleet.db
+    registry: /var/lib/fenrir/fleet.db
   register: fleet
 
 - name: Fail when the fleet drifted
@@ -111,12 +110,12 @@ EXAMPLES = r"""
 
 - name: Also prove every running node alive
   fenrir.fleet.fleet_status:
-    db: /var/lib/fenrir/fleet.db
+    registry: /var/lib/fenrir/fleet.db
     probe: true
 
 - name: Release the addresses of records a killed run left in provisioning more than an hour ago
   fenrir.fleet.fleet_status:
-    db: /var/lib/fenrir/fleet.db
+    registry: /var/lib/fenrir/fleet.db
     stale_after: 3600
     release_stale: true
   register: fleet
@@ -242,8 +241,8 @@ diff:
     before: {delta: {status: provisioning, reason: null, ip: 172.21.0.13, address_held: true}}
     after: {delta: {status: failed, reason: "stale provisioning: unchanged for 4210 s ...", ip: 172.21.0.13,
                     address_held: false}}
-db:
-  description: Absolute path of the registry.
+registry:
+  description: The registry (a file's absolute path).
   returned: success
   type: str
 network:
@@ -254,30 +253,12 @@ network:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
-    docker_argument_spec, make_client, require_docker)
-from ansible_collections.fenrir.fleet.plugins.module_utils.drift import DriftError, fleet_status
+from ansible_collections.fenrir.fleet.plugins.module_utils import fleet_status
+from ansible_collections.fenrir.fleet.plugins.module_utils.module_runner import run_module
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=docker_argument_spec(
-            db=dict(type="path", required=True),
-            network=dict(type="str", default="fenrir-fleet"),
-            probe=dict(type="bool", default=False),
-            node_port=dict(type="int", default=9010),
-            probe_timeout=dict(type="float", default=2.0),
-            stale_after=dict(type="float", default=600.0),
-            release_stale=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
-    )
-    require_docker(module)
-    try:
-        result = fleet_status(module.params, make_client, check_mode=module.check_mode)
-    except DriftError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    run_module(AnsibleModule(supports_check_mode=True, **fleet_status.ARGUMENT_SPEC), fleet_status)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ version_added: 0.1.0
 description:
   - For every entry of O(nodes), makes the container C(fenrir-<label>) match what is wanted and proves the node alive.
   - The address and the identity come from the fleet registry (O(registry)), reserved beforehand by
-    M(fenrir.fleet.fleet_node); the identity is written into the container as C(/opt/knarr/node.db),
-    with C(knarr.toml) and C(skills/echo.py).
+    M(fenrir.fleet.fleet_registry); the identity is written into the container as C(/opt/knarr/node.db),
+    with C(knarr.toml) (rendered here from the node's settings by a TOML writer) and C(skills/echo.py).
   - The container gets the fixed address on the fleet network, a hard memory limit (no swap), a PID limit,
     the restart policy and labels tying it to the registry. No port is published.
   - A container whose image, network, address, limits or restart policy differ is recreated; files whose content
@@ -21,29 +21,126 @@ description:
     node id and its echo skill returns what it was sent.
   - Nodes are reconciled in parallel over the Docker API (O(parallelism) at a time).
   - A node that fails after this run touched it has its container removed and its record marked C(failed) with the
-    reason; a later run retries it. Nodes that succeed are recorded C(running) with their container id.
+    reason; a later run retries it. Nodes proven alive are recorded C(online) (see O(register)).
 author:
-  - fenrir.fleet maintainers
+  - Fenrir Fleet Maintainers (@fenrir-fleet)
 extends_documentation_fragment:
   - fenrir.fleet.docker
+  - fenrir.fleet.registry
+  - fenrir.fleet.attributes
+  - fenrir.fleet.attributes.actiongroup_docker
 options:
-  registry:
-    description: The fleet registry (C(fleet.db)) holding each node's address and identity.
-    type: path
-    required: true
-  key_file:
-    description: The registry's key file. Default C(fleet.key) beside O(registry).
-    type: path
+  network:
+    description: The fleet's Docker bridge network (made by M(fenrir.fleet.fleet_network)).
+    type: str
+    default: fenrir-fleet
   nodes:
     description:
-      - One entry per node. Keys are the knarr_node role's node settings without the C(knarr_node_) prefix
-        (C(label), C(image), C(network), C(memory), C(pids_limit), C(restart_policy), C(node_port), C(echo_source),
-        ...), C(knarr_toml), the rendered configuration, and optionally C(ip), the address the node holds
-        (checked against the registry; in check mode it stands in for an address not reserved yet) and
-        C(node_id) (in check mode, the node id shown for an identity not stored yet).
+      - One entry per node, its settings. The knarr_node role's variables are these names with the C(knarr_node_)
+        prefix (C(knarr_node_memory) is C(memory)); a setting left out takes the default given here.
       - Required with O(state=started) and O(state=probed). With O(state=absent) only C(label) is used.
     type: list
     elements: dict
+    suboptions:
+      label:
+        description: The node's name everywhere; its container is C(fenrir-<label>) (a-z, 0-9, C(-), at most 56).
+        type: str
+        required: true
+      location:
+        description: Free text, recorded in the registry and in knarr.toml's C([fenrir]) table (at most 128 characters).
+        type: str
+      ip:
+        description: The address the node holds; checked against the registry (it is reserved by M(fenrir.fleet.fleet_registry)).
+        type: str
+      nonce:
+        description: Nonce of the prepare-payload payload the node came from (recorded, not interpreted).
+        type: str
+      image:
+        description: The node image. Never pulled; it must be on the engine (M(fenrir.fleet.knarr_image) checks).
+        type: str
+        default: knarr-cluster-node:latest
+      memory:
+        description: Hard memory limit, swap included (C(256m), C(1g) or bytes; at least 6 MiB).
+        type: raw
+        default: 256m
+      pids_limit:
+        description: Most processes the container may hold.
+        type: int
+        default: 50
+      restart_policy:
+        description: Docker restart policy.
+        type: str
+        default: unless-stopped
+        choices: ["no", always, on-failure, unless-stopped]
+      port:
+        description: knarr's node port (C([node] port)).
+        type: int
+        default: 9010
+      sidecar_port:
+        description: C([node] sidecar_port).
+        type: int
+        default: 9011
+      jurisdiction:
+        description: C([node] jurisdiction).
+        type: str
+        default: eu
+      cockpit_port:
+        description: The cockpit (HTTP status API) port, C(0) turns it off.
+        type: int
+        default: 8080
+      cockpit_bind:
+        description: Address the cockpit binds to inside the container.
+        type: str
+        default: 127.0.0.1
+      bootstrap:
+        description: Bootstrap peers, C(host:port).
+        type: list
+        elements: str
+        default: []
+      upnp:
+        description: C([network] upnp).
+        type: bool
+        default: false
+      provisioner_node_id:
+        description: The provisioner's node id; its first 16 characters map to O(nodes[].provisioner_endpoint) in C([peer_overrides]).
+        type: str
+      provisioner_endpoint:
+        description: Where the provisioner listens, C(host:port).
+        type: str
+        default: 172.21.0.1:9040
+      initial_credit:
+        description: C([policy] initial_credit).
+        type: float
+        default: 100000.0
+      min_balance:
+        description: C([policy] min_balance).
+        type: float
+        default: -100000.0
+      echo_source:
+        description: Python source of the echo skill (proof of life). Default the stock echo handler.
+        type: str
+      echo_price:
+        description: Price of the echo skill.
+        type: float
+        default: 0.0
+      echo_tags:
+        description: Tags of the echo skill.
+        type: list
+        elements: str
+        default: [echo, fenrir]
+      config_overrides:
+        description:
+          - Extra knarr.toml tables merged over the generated ones. Values of secret-looking keys (token, secret,
+            password) are masked in results and diffs.
+        type: dict
+        default: {}
+  allocations:
+    description:
+      - The records M(fenrir.fleet.fleet_registry) returned for these nodes (its RV(fenrir.fleet.fleet_registry#module:nodes)).
+        In check mode they carry the addresses and node ids planned for nodes the registry does not hold yet.
+    type: list
+    elements: dict
+    default: []
   labels:
     description:
       - The labels of the nodes to decommission (O(state=absent) only), instead of O(nodes).
@@ -51,8 +148,9 @@ options:
     elements: str
   state:
     description:
-      - V(started) reconciles and starts the containers (and waits, see O(wait)).
-      - V(probed) changes nothing and only waits until every node answers (the wait-for-boot stage).
+      - V(started) makes every container match, starts it and, with O(wait), proves the node alive.
+      - V(probed) changes no container; it only proves each node alive (the wait-for-boot stage; with O(register),
+        register-fleet).
       - V(absent) decommissions the nodes. It removes their containers (in parallel), then marks the record of
         every node whose container is gone C(destroyed) and frees its address, in one registry transaction.
         A node whose container could not be removed keeps its record and is reported in RV(failed_nodes).
@@ -64,39 +162,62 @@ options:
     type: int
     default: 8
   wait:
-    description: Wait until each node answers (status and echo) before returning.
+    description: Wait until each node proves itself alive before returning (wait-for-boot).
+    type: bool
+    default: true
+  register:
+    description:
+      - Record the nodes that proved themselves alive C(online) (register-fleet). Nodes not proven are C(running)
+        (started by this run) or C(failed) with the reason.
     type: bool
     default: true
   boot_timeout:
-    description: Seconds each node has to answer.
+    description: Seconds each node has to prove itself alive.
     type: int
     default: 60
 attributes:
   check_mode:
     support: full
-    description: Plans every node (create, recreate, files, start) without changing Docker or the registry.
+    details:
+      - Plans every node (create, recreate, files, start) without changing Docker or the registry.
   diff_mode:
     support: full
-    description: Shows the container settings and file contents before and after; C(node.db) only as its node id.
+    details:
+      - Shows the container settings and file contents before and after; C(node.db) only as its node id.
   idempotent:
+    support: full
+  action_group:
     support: full
 notes:
   - The module fails when any node fails, after handling all of them; RV(failed_nodes) names them.
+requirements:
+  - docker (the Docker SDK for Python)
+  - cryptography
+  - tomli_w
 seealso:
-  - module: fenrir.fleet.fleet_node
+  - module: fenrir.fleet.fleet_registry
+  - module: fenrir.fleet.knarr_image
   - module: fenrir.fleet.node_identity
 """
 
 EXAMPLES = r"""
-- name: Bring up two nodes
+- name: Addresses and identities for two nodes
+  fenrir.fleet.fleet_registry:
+    registry: /var/lib/fenrir/fleet.db
+    nodes:
+      - label: alpha
+      - label: beta
+  register: reserved
+
+- name: Bring them up and prove them alive
   fenrir.fleet.knarr_container:
     registry: /var/lib/fenrir/fleet.db
     nodes:
       - label: alpha
-        knarr_toml: "{{ alpha_toml }}"
+        location: eu-north
       - label: beta
-        knarr_toml: "{{ beta_toml }}"
         memory: 512m
+    allocations: "{{ reserved.nodes }}"
 
 - name: Decommission them (containers removed, records destroyed, addresses freed)
   fenrir.fleet.knarr_container:
@@ -147,12 +268,13 @@ failed_nodes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.module_specs import SPECS, run_module
+from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_container
+from ansible_collections.fenrir.fleet.plugins.module_utils.module_runner import run_module
 
 
 def main():
-    # On the controller the action plugin of the same name runs this in-process; elsewhere this runs.
-    run_module(AnsibleModule(supports_check_mode=True, **SPECS["knarr_container"]), "knarr_container")
+    # On the controller, with a local connection, the action plugin of the same name runs this logic in the worker.
+    run_module(AnsibleModule(supports_check_mode=True, **knarr_container.ARGUMENT_SPEC), knarr_container)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,11 @@ description:
     the container holds differs. Restart the node afterwards for it to load a new identity.
   - The seed never appears in output, diffs or logs; only the node id does.
 author:
-  - fenrir.fleet maintainers
+  - Fenrir Fleet Maintainers (@fenrir-fleet)
 extends_documentation_fragment:
   - fenrir.fleet.docker
+  - fenrir.fleet.attributes
+  - fenrir.fleet.attributes.actiongroup_docker
 options:
   container:
     description: Container (name or id) to put the identity into. Without it the module only validates or creates.
@@ -39,7 +41,8 @@ options:
     type: str
   registry:
     description: Fleet registry to take the identity from; the identity chosen is kept there (encrypted) and the record's C(node_id) follows it.
-    type: path
+    type: str
+    aliases: [db]
   key_file:
     description: The registry's key file. Default C(fleet.key) beside O(registry).
     type: path
@@ -60,9 +63,15 @@ attributes:
     support: full
   diff_mode:
     support: full
-    description: Shows the node id before and after, never the seed.
+    details:
+      - Shows the node id before and after, never the seed.
   idempotent:
     support: full
+  action_group:
+    support: full
+requirements:
+  - cryptography
+  - docker (the Docker SDK for Python), with O(container)
 """
 
 EXAMPLES = r"""
@@ -98,11 +107,12 @@ node_db_b64:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.module_specs import SPECS, run_module
+from ansible_collections.fenrir.fleet.plugins.module_utils import node_identity
+from ansible_collections.fenrir.fleet.plugins.module_utils.module_runner import run_module
 
 
 def main():
-    run_module(AnsibleModule(supports_check_mode=True, **SPECS["node_identity"]), "node_identity")
+    run_module(AnsibleModule(supports_check_mode=True, **node_identity.ARGUMENT_SPEC), node_identity)
 
 
 if __name__ == "__main__":

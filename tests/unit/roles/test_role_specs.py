@@ -1,14 +1,26 @@
-"""Every role variable is documented in meta/argument_specs.yml with the default defaults/main.yml gives it."""
+"""Each setting is defined once: role variables in meta/argument_specs.yml agree with defaults/main.yml, and the
+knarr_node role's node settings are the knarr_container module's node options (name, type, choices), whose
+defaults are the only ones written down."""
 
 import os
 
 import pytest
 import yaml
 
+from ansible_collections.fenrir.fleet.plugins.filter.knarr import FLEET_SETTINGS, ROLE_ONLY
+from ansible_collections.fenrir.fleet.plugins.module_utils import fleet_registry, knarr_container
+from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NODE_OPTIONS
+
 ROLES_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles")
 ROLES = sorted(r for r in os.listdir(ROLES_DIR) if not r.startswith("."))
 # Defaults that are templates, documented in words instead (the spec cannot hold a template).
 TEMPLATED = {"knarr_node_label": "{{ inventory_hostname }}"}
+# Role variables that are module options with the same meaning, and the module that defines them.
+FLEET_OPTIONS = dict(registry_key_file=("key_file", fleet_registry), network=("network", knarr_container),
+                     subnet=("subnet", fleet_registry), gateway=("gateway", fleet_registry),
+                     pool_start=("pool_start", fleet_registry), pool_end=("pool_end", fleet_registry),
+                     parallelism=("parallelism", knarr_container), wait=("wait", knarr_container),
+                     boot_timeout=("boot_timeout", knarr_container))
 
 
 def load(role, path):
@@ -16,19 +28,51 @@ def load(role, path):
         return yaml.safe_load(fh) or {}
 
 
+def options(role):
+    return load(role, "meta/argument_specs.yml")["argument_specs"]["main"]["options"]
+
+
 @pytest.mark.parametrize("role", ROLES)
-def test_defaults_and_argument_specs_agree(role):
+def test_defaults_are_documented_with_the_same_value(role):
     defaults = load(role, "defaults/main.yml")
     specs = load(role, "meta/argument_specs.yml")["argument_specs"]
-    options = specs["main"]["options"]
-    assert set(defaults) == set(options), "documented but no default, or default but undocumented"
-    for name, value in defaults.items():
+    opts = specs["main"]["options"]
+    assert set(defaults) <= set(opts), "a default that is not documented"
+    for name, spec in opts.items():
         assert name.startswith(role + "_"), "%s: role variables carry the role's prefix" % name
-        assert options[name].get("description"), "%s has no description" % name
+        assert spec.get("description"), "%s has no description" % name
         if name in TEMPLATED:
-            assert value == TEMPLATED[name] and "default" not in options[name]
+            assert defaults[name] == TEMPLATED[name] and "default" not in spec
+        elif name in defaults:
+            assert spec.get("default") == defaults[name], name
         else:
-            assert options[name].get("default") == value, name
-    # Every entry point documents the same variables.
-    for entry, spec in specs.items():
-        assert spec["options"] == options, entry
+            assert "default" not in spec, "%s: a default in the spec but not in defaults/main.yml" % name
+    for entry, spec in specs.items():  # every entry point documents the same variables
+        assert spec["options"] == opts, entry
+
+
+def test_node_settings_are_the_modules_node_options():
+    opts = options("knarr_node")
+    node_vars = {name[len("knarr_node_"):] for name in opts} - set(ROLE_ONLY) - set(FLEET_SETTINGS)
+    assert node_vars == set(NODE_OPTIONS) - {"label"}
+    for name in node_vars:
+        role, module = opts["knarr_node_" + name], NODE_OPTIONS[name]
+        assert role["type"] == module["type"], name
+        assert role.get("choices") == module.get("choices"), name
+        assert role.get("elements") == module.get("elements"), name
+        assert "default" not in role, "%s: its default is the module's, written once" % name
+
+
+def test_fleet_settings_are_module_options_of_the_same_type():
+    opts = options("knarr_node")
+    for name in FLEET_SETTINGS:
+        if name == "registry":
+            continue
+        option, logic = FLEET_OPTIONS[name]
+        assert opts["knarr_node_" + name]["type"] == logic.ARGUMENT_SPEC["argument_spec"][option]["type"], name
+        assert "default" not in opts["knarr_node_" + name], name
+
+
+def test_every_role_variable_is_known_to_the_plan():
+    known = set(NODE_OPTIONS) | set(ROLE_ONLY) | set(FLEET_SETTINGS)
+    assert {name[len("knarr_node_"):] for name in options("knarr_node")} | {"results"} == known

@@ -1,4 +1,7 @@
-"""The role's preflight filters: each host's settings resolved as the role would see them on that host."""
+"""The role's preflight filter: every host's settings (as Ansible resolved them for that host) into one plan.
+
+Which value a host gets is Ansible's business (tests/unit/roles/test_precedence.py runs a playbook for that);
+here: validation, labels, identities, fleet settings, states and the outcome mapping."""
 
 import base64
 
@@ -8,108 +11,91 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.fenrir.fleet.plugins.filter import knarr as f
 from ansible_collections.fenrir.fleet.plugins.module_utils.identity import build_node_db, new_seed, node_id_from_seed
 
-ROLE_DEFAULTS = {"knarr_node_memory": "256m", "knarr_node_ip": None, "knarr_node_state": "present",
-                 "knarr_node_location": None}
+FLEET = {"registry": "/srv/fleet.db", "state": "present"}
 
 
-def specs(hostvars, defaults, context_host=None, role_defaults=ROLE_DEFAULTS):
-    return {s["label"]: s for s in f.knarr_node_specs(list(hostvars), hostvars, defaults, context_host, role_defaults)}
+def plan(by_host, remove_all=False):
+    hosts = list(by_host)
+    settings = [dict(dict(FLEET, label=h), **values) for h, values in by_host.items()]
+    return f.knarr_node_plan(settings, hosts, remove_all)
 
 
 def b64(seed):
     return base64.b64encode(build_node_db(seed)).decode()
 
 
-def test_the_context_hosts_own_value_does_not_leak_to_the_others():
-    hostvars = {"a": {"knarr_node_ip": "172.21.0.200", "knarr_node_memory": "128m"}, "b": {}, "c": {}}
-    # The run_once task runs on "a": its templated defaults are a's own values.
-    got = specs(hostvars, {"ip": "172.21.0.200", "memory": "128m"}, context_host="a")
-    assert got["a"]["ip"] == "172.21.0.200" and got["a"]["memory_bytes"] == 128 * 2 ** 20
-    assert got["b"]["ip"] is None and got["b"]["memory_bytes"] == 256 * 2 ** 20
-    assert got["c"]["ip"] is None and got["c"]["memory_bytes"] == 256 * 2 ** 20
+def test_each_host_keeps_its_own_settings():
+    got = plan({"a": {"ip": "172.21.0.200", "memory": "128m"}, "b": {}, "c": {"memory": "512m"}})
+    assert got["present"] == [dict(label="a", ip="172.21.0.200", memory="128m"), dict(label="b"),
+                              dict(label="c", memory="512m")]
+    assert got["registry"] == [dict(label="a", ip="172.21.0.200"), dict(label="b"), dict(label="c")]
+    assert got["absent"] == [] and got["hosts"] == {"a": "a", "b": "b", "c": "c"}
+    assert got["images"] == {"knarr-cluster-node:latest": ["a", "b", "c"]}
 
 
-def test_play_level_values_reach_hosts_without_their_own():
-    hostvars = {"a": {"knarr_node_memory": "128m"}, "b": {}}
-    # A play var (or role param) differs from a's inventory value: it is the play's, not a's.
-    got = specs(hostvars, {"memory": "512m"}, context_host="a")
-    assert got["a"]["memory_bytes"] == 128 * 2 ** 20 and got["b"]["memory_bytes"] == 512 * 2 ** 20
-    # The context host has no value of its own: what it sees is the play's (or the role default).
-    got = specs({"a": {}, "b": {"knarr_node_memory": "64m"}}, {"memory": "512m"}, context_host="a")
-    assert got["a"]["memory_bytes"] == 512 * 2 ** 20 and got["b"]["memory_bytes"] == 64 * 2 ** 20
+def test_unset_settings_are_left_to_the_module_defaults():
+    got = plan({"a": {"memory": None, "location": "eu"}})
+    assert got["present"] == [dict(label="a", location="eu")]
 
 
-def test_labels_default_to_the_host_name_and_must_be_unique_and_safe():
-    assert f.knarr_node_labels(["h1", "h2"], {"h1": {}, "h2": {"knarr_node_label": "beta"}}) == ["h1", "beta"]
-    with pytest.raises(AnsibleFilterError, match="several hosts share knarr_node_label beta"):
-        f.knarr_node_labels(["h1", "h2"], {"h1": {"knarr_node_label": "beta"}, "h2": {"knarr_node_label": "beta"}})
-    with pytest.raises(AnsibleFilterError, match=r"host h1: node 'Bad_Label', field 'label'"):
-        f.knarr_node_labels(["h1"], {"h1": {"knarr_node_label": "Bad_Label"}})
+def test_labels_must_be_unique_and_safe():
+    with pytest.raises(AnsibleFilterError, match="hosts h1 and h2 share knarr_node_label beta"):
+        plan({"h1": {"label": "beta"}, "h2": {"label": "beta"}})
+    with pytest.raises(AnsibleFilterError, match=r"node 'Bad_Label' \(host h1\), variable knarr_node_label"):
+        plan({"h1": {"label": "Bad_Label"}})
 
 
 def test_states_split_the_hosts_per_host():
-    hostvars = {"a": {}, "b": {"knarr_node_state": "absent"}, "c": {}}
-    assert f.knarr_node_states(list(hostvars), hostvars, "present", "a", ROLE_DEFAULTS) == \
-        {"present": ["a", "c"], "absent": ["b"]}
-    # The first host's own "absent" does not decommission the others.
-    hostvars = {"a": {"knarr_node_state": "absent"}, "b": {}}
-    assert f.knarr_node_states(list(hostvars), hostvars, "absent", "a", ROLE_DEFAULTS) == \
-        {"present": ["b"], "absent": ["a"]}
-    # Extra vars are in every host's hostvars: all go.
-    hostvars = {"a": {"knarr_node_state": "absent"}, "b": {"knarr_node_state": "absent"}}
-    assert f.knarr_node_states(list(hostvars), hostvars, "absent", "a", ROLE_DEFAULTS)["absent"] == ["a", "b"]
-    with pytest.raises(AnsibleFilterError, match="host b, field 'knarr_node_state': 'gone'"):
-        f.knarr_node_states(["a", "b"], {"a": {}, "b": {"knarr_node_state": "gone"}}, "present", "a", ROLE_DEFAULTS)
+    got = plan({"a": {}, "b": {"state": "absent"}, "c": {}})
+    assert [n["label"] for n in got["present"]] == ["a", "c"] and got["absent"] == ["b"]
+    with pytest.raises(AnsibleFilterError, match=r"node 'b', variable knarr_node_state: 'gone'"):
+        plan({"a": {}, "b": {"state": "gone"}})
 
 
-def test_given_identities_are_validated_and_never_shared():
+def test_remove_all_decommissions_every_host_and_accepts_what_older_tools_made():
+    got = plan({"a": {}, "h": {"label": "Node_7"}}, remove_all=True)
+    assert got["absent"] == ["a", "Node_7"] and got["present"] == []
+    with pytest.raises(AnsibleFilterError):
+        plan({"h": {"label": "Node_7"}})
+
+
+def test_given_identities_are_validated_never_shared_never_shown():
     seed = new_seed()
-    hostvars = {"a": {"knarr_node_db_b64": b64(seed)}, "b": {}}
-    assert set(specs(hostvars, {}, "a")) == {"a", "b"}
+    got = plan({"a": {"db_b64": b64(seed)}, "b": {}})
+    assert got["registry"][0] == dict(label="a", node_db_b64=b64(seed)) and got["registry"][1] == dict(label="b")
     with pytest.raises(AnsibleFilterError) as bad:
-        specs({"a": {}, "b": {"knarr_node_db_b64": base64.b64encode(b"nope").decode()}}, {}, "a")
-    assert "node 'b'" in str(bad.value) and "node_db_b64" in str(bad.value)
+        plan({"a": {}, "b": {"db_b64": base64.b64encode(b"nope").decode()}})
+    assert "node 'b', variable knarr_node_db_b64" in str(bad.value)
     with pytest.raises(AnsibleFilterError) as shared:
-        specs({"a": {"knarr_node_db_b64": b64(seed)}, "b": {"knarr_node_db_b64": b64(seed)}}, {}, "a")
+        plan({"a": {"db_b64": b64(seed)}, "b": {"db_b64": b64(seed)}})
     message = str(shared.value)
-    assert "node 'b', field 'knarr_node_db_b64'" in message and node_id_from_seed(seed) in message
+    assert "node 'b', variable knarr_node_db_b64" in message and node_id_from_seed(seed) in message
     assert seed.hex() not in message and b64(seed) not in message
 
 
-def test_bad_settings_name_the_node_and_the_field():
-    with pytest.raises(AnsibleFilterError, match=r"node 'b'.*memory"):
-        specs({"a": {}, "b": {"knarr_node_memory": "lots"}}, {}, "a")
+@pytest.mark.parametrize("name, value", [("memory", "lots"), ("port", 0), ("port", "many"), ("bootstrap", ["x"]),
+                                         ("restart_policy", "sometimes"), ("provisioner_node_id", "XYZ")])
+def test_a_bad_setting_names_the_node_the_host_and_the_variable(name, value):
+    with pytest.raises(AnsibleFilterError, match=r"^node 'beta' \(host b\), variable knarr_node_%s: " % name):
+        plan({"a": {}, "b": {"label": "beta", name: value}})
 
 
-def test_allocation_requests_carry_each_hosts_own_identity():
-    seed = new_seed()
-    hostvars = {"a": {"knarr_node_db_b64": b64(seed), "knarr_node_label": "alpha"}, "b": {"knarr_node_ip": "172.21.0.99"}}
-    requests = f.knarr_allocation_requests(list(specs(hostvars, {}, "a").values()), list(hostvars), hostvars)
-    assert requests == [
-        dict(label="alpha", ip=None, location=None, nonce=None, node_db_b64=b64(seed)),
-        dict(label="b", ip="172.21.0.99", location=None, nonce=None, node_db_b64=None),
-    ]
+def test_an_unknown_variable_is_refused():
+    with pytest.raises(AnsibleFilterError, match=r"node 'a', variable knarr_node_memroy: not a variable"):
+        plan({"a": {"memroy": "1g"}})
 
 
 def test_fleet_settings_must_be_the_same_for_every_node():
-    role_defaults = dict(ROLE_DEFAULTS, knarr_node_registry="/var/lib/fenrir/fleet.db", knarr_node_subnet="172.21.0.0/24")
-    # Set for the whole fleet (group_vars): fine.
-    hostvars = {"a": {"knarr_node_registry": "/srv/fleet.db"}, "b": {"knarr_node_registry": "/srv/fleet.db"}}
-    assert len(specs(hostvars, {"registry": "/srv/fleet.db"}, "a", role_defaults)) == 2
-    # Set on one host only: the run would use it for all; refused, naming the field and the hosts.
-    hostvars = {"a": {"knarr_node_registry": "/srv/fleet.db"}, "b": {}}
+    assert len(plan({"a": {"subnet": "10.1.0.0/24"}, "b": {"subnet": "10.1.0.0/24"}})["present"]) == 2
     with pytest.raises(AnsibleFilterError) as err:
-        specs(hostvars, {"registry": "/srv/fleet.db"}, "a", role_defaults)
-    assert "field 'knarr_node_registry'" in str(err.value)
-    assert "host a has '/srv/fleet.db'" in str(err.value) and "host b has '/var/lib/fenrir/fleet.db'" in str(err.value)
+        plan({"a": {"registry": "/srv/other.db"}, "b": {}})
+    assert "variable knarr_node_registry" in str(err.value)
+    assert "host a has '/srv/other.db'" in str(err.value) and "host b has '/srv/fleet.db'" in str(err.value)
 
 
-def test_a_bad_setting_names_the_role_variable_and_host():
-    with pytest.raises(AnsibleFilterError, match=r"node 'b', field 'node_port' \(variable knarr_node_port of host b\)"):
-        specs({"a": {}, "b": {"knarr_node_port": "many"}}, {}, "a")
-
-
-def test_labels_for_removal_accept_what_older_tools_made():
-    assert f.knarr_node_labels(["h"], {"h": {"knarr_node_label": "Node_7"}}, removal=True) == ["Node_7"]
-    with pytest.raises(AnsibleFilterError):
-        f.knarr_node_labels(["h"], {"h": {"knarr_node_label": "Node_7"}})
+def test_outcomes_map_each_label_to_its_result():
+    removed = dict(nodes=[dict(label="old", result=dict(status="ok"), changed=True, failed=False, reason=None)])
+    started = dict(nodes=[dict(label="a", result=dict(status="error"), changed=True, failed=True, reason="boom")])
+    assert f.knarr_node_outcomes([removed, started, {}]) == {
+        "old": dict(result=dict(status="ok"), changed=True, failed=False, reason=None),
+        "a": dict(result=dict(status="error"), changed=True, failed=True, reason="boom")}

@@ -38,20 +38,22 @@ def conn(monkeypatch):
 
 
 def test_defaults_are_the_local_socket_without_tls(conn):
-    assert conn() == dict(base_url="unix:///var/run/docker.sock", tls=False, timeout=60)
+    assert conn() == dict(base_url="unix:///var/run/docker.sock", tls=False, timeout=60, warnings=[])
 
 
 def test_docker_host_falls_back_to_the_environment_and_the_option_wins(conn):
-    env = {"DOCKER_HOST": "tcp://10.0.0.5:2375"}
-    assert conn(env)["base_url"] == "tcp://10.0.0.5:2375"
-    assert conn(env, docker_host="tcp://10.0.0.6:2375")["base_url"] == "tcp://10.0.0.6:2375"
+    env = {"DOCKER_HOST": "tcp://127.0.0.1:2375"}
+    assert conn(env)["base_url"] == "tcp://127.0.0.1:2375"
+    assert conn(env, docker_host="tcp://127.0.0.2:2375")["base_url"] == "tcp://127.0.0.2:2375"
 
 
 def test_an_explicit_environ_replaces_os_environ(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "tcp://10.9.9.9:2375")
     monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
-    assert dc.connection_params({}, environ={}) == dict(base_url="unix:///var/run/docker.sock", tls=False, timeout=60)
-    assert dc.connection_params({}, environ={"DOCKER_HOST": "tcp://h:2375"})["base_url"] == "tcp://h:2375"
+    assert dc.connection_params({}, environ={}) == dict(base_url="unix:///var/run/docker.sock", tls=False,
+                                                        timeout=60, warnings=[])
+    assert dc.connection_params({}, environ={"DOCKER_HOST": "tcp://localhost:2375"})["base_url"] == \
+        "tcp://localhost:2375"
 
 
 def test_explicit_environ_is_used_for_docker_tls_too(monkeypatch):
@@ -63,9 +65,15 @@ def test_timeout_option(conn):
     assert conn(timeout=5)["timeout"] == 5
 
 
-@pytest.mark.parametrize("value", ["", "0", " 0 ", "  "])
-def test_docker_tls_verify_off_values(value, conn):
-    assert conn({"DOCKER_HOST": "tcp://h:2376", "DOCKER_TLS_VERIFY": value})["tls"] is False
+def test_docker_tls_verify_empty_is_off(conn):
+    assert conn({"DOCKER_HOST": "tcp://127.0.0.1:2376", "DOCKER_TLS_VERIFY": ""})["tls"] is False
+
+
+@pytest.mark.parametrize("value", ["1", "0", "no", " "])
+def test_docker_tls_verify_any_value_is_on_as_for_the_sdk(value, certs, conn):
+    """The Docker CLI and SDK turn verification on for any non-empty DOCKER_TLS_VERIFY, even "0"."""
+    env = {"DOCKER_HOST": "tcp://h:2376", "DOCKER_TLS_VERIFY": value, "DOCKER_CERT_PATH": str(certs)}
+    assert conn(env)["tls"]["verify"] is True
 
 
 def test_docker_tls_verify_on_uses_docker_cert_path(certs, conn):
@@ -90,10 +98,11 @@ def test_docker_cert_path_files_that_do_not_exist_are_not_used(tmp_path, conn):
     assert tls == dict(verify=False, ca_cert=None, client_cert=None, client_key=None, assert_hostname="h")
 
 
-def test_tls_without_verify(conn):
+def test_tls_without_verify_is_allowed_when_asked_with_a_warning(conn):
     for kw, env in ((dict(tls=True), {}), ({}, {"DOCKER_TLS": "yes"})):
-        tls = conn(env, docker_host="tcp://192.0.2.7:2376", **kw)["tls"]
-        assert tls["verify"] is False and tls["assert_hostname"] == "192.0.2.7"
+        resolved = conn(env, docker_host="tcp://192.0.2.7:2376", **kw)
+        assert resolved["tls"]["verify"] is False and resolved["tls"]["assert_hostname"] == "192.0.2.7"
+        assert any("not checked" in w for w in resolved["warnings"])
 
 
 def test_validate_certs_implies_tls(certs, conn):
@@ -112,26 +121,26 @@ def test_assert_hostname_from_an_https_address(conn):
     ({}, {"DOCKER_HOST": "unix:///var/run/docker.sock", "DOCKER_TLS": "1"}),
 ])
 def test_tls_on_a_unix_socket_is_refused(params, env, conn):
-    with pytest.raises(ValueError, match="is a Unix socket; TLS options need a tcp:// address"):
+    with pytest.raises(dc.DockerOptionsError, match="is a Unix socket: TLS options .* need a tcp:// or https:// address"):
         conn(env, **params)
 
 
 def test_verify_without_a_ca_is_refused(tmp_path, conn):
-    with pytest.raises(ValueError, match="validate_certs is set but no ca_path"):
+    with pytest.raises(dc.DockerOptionsError, match="validate_certs is set but no CA was given"):
         conn(docker_host="tcp://h:2376", validate_certs=True)
-    with pytest.raises(ValueError, match="no ca_path"):
+    with pytest.raises(dc.DockerOptionsError, match="no CA was given"):
         conn({"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(tmp_path)}, docker_host="tcp://h:2376")
 
 
 @pytest.mark.parametrize("given", ["client_cert", "client_key"])
 def test_client_cert_and_key_must_come_together(given, conn):
-    with pytest.raises(ValueError, match="client_cert and client_key must be given together"):
+    with pytest.raises(dc.DockerOptionsError, match="client_cert and client_key must be given together"):
         conn(docker_host="tcp://h:2376", tls=True, **{given: "/etc/docker/x.pem"})
 
 
 def test_cert_path_with_only_a_certificate_is_refused(tmp_path, conn):
     (tmp_path / "cert.pem").write_text("x")
-    with pytest.raises(ValueError, match="together"):
+    with pytest.raises(dc.DockerOptionsError, match="together"):
         conn({"DOCKER_TLS": "1", "DOCKER_CERT_PATH": str(tmp_path)}, docker_host="tcp://h:2376")
 
 
@@ -188,5 +197,38 @@ def test_make_client_explains_an_unreachable_engine(monkeypatch):
     def refuse(**kw):
         raise dc.DockerException("Connection refused")
     monkeypatch.setattr(dc.docker, "DockerClient", refuse)
-    with pytest.raises(dc.DockerException, match="cannot reach the Docker engine at tcp://h:1 .*Connection refused"):
-        dc.make_client(dict(docker_host="tcp://h:1"))
+    with pytest.raises(dc.DockerException, match="cannot reach the Docker engine at tcp://127.0.0.1:1 .*refused"):
+        dc.make_client(dict(docker_host="tcp://127.0.0.1:1"))
+
+
+# --------------------------------------------------------------------------- the strict rules
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:2375", "ssh://root@h", "npipe:////./pipe/docker_engine", "h:2375"])
+def test_only_unix_tcp_and_https_addresses(url, conn):
+    with pytest.raises(dc.DockerOptionsError, match="only unix://, tcp:// and https://") as err:
+        conn(docker_host=url)
+    assert err.value.field == "docker_host"
+
+
+def test_http_with_validate_certs_is_refused_not_sent_in_clear(certs, conn):
+    with pytest.raises(dc.DockerOptionsError, match="only unix://, tcp:// and https://"):
+        conn(docker_host="http://10.0.0.5:2376", validate_certs=True, ca_path=str(certs / "ca.pem"))
+
+
+def test_plain_tcp_to_another_host_needs_insecure(conn):
+    with pytest.raises(dc.DockerOptionsError, match="plain TCP to a host other than this one") as err:
+        conn(docker_host="tcp://10.0.0.5:2375")
+    assert err.value.field == "docker_host"
+    assert conn(docker_host="tcp://10.0.0.5:2375", insecure=True)["tls"] is False
+    assert conn(docker_host="tcp://[::1]:2375")["tls"] is False
+
+
+def test_https_means_tls(conn):
+    resolved = conn(docker_host="https://10.0.0.5:2376")
+    assert resolved["tls"]["verify"] is False and resolved["warnings"]
+
+
+def test_every_env_fallback_of_the_spec_is_honoured(conn):
+    resolved = conn({"DOCKER_HOST": "tcp://127.0.0.1:2376", "DOCKER_TLS": "1", "DOCKER_TIMEOUT": "9",
+                     "DOCKER_TLS_HOSTNAME": "daemon-1"})
+    assert resolved["timeout"] == 9 and resolved["tls"]["assert_hostname"] == "daemon-1"

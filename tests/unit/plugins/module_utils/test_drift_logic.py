@@ -327,7 +327,7 @@ def test_fleet_status_costs_two_api_calls_however_many_nodes(tmp_path):
                for i, label in enumerate(labels)]
     api, client, make = engine(listing)
     before = digest(db)
-    result = drift.fleet_status(dict(db=str(db), network=NET), make)
+    result = drift.fleet_status(dict(registry=str(db), network=NET), make)
     assert api.calls == [("containers", True, None), ("inspect_network", NET)] and client.closed
     assert result["in_sync"] is True and result["changed"] is False and result["released"] == []
     assert result["summary"]["nodes"] == 60 and result["summary"]["ok"] == 60
@@ -340,7 +340,7 @@ def test_fleet_status_network_missing(tmp_path):
     db = tmp_path / "fleet.db"
     nodes = make_registry(db, ["a"], a=dict(status="online"))
     api, client, make = engine([listed("fenrir-a", ip=nodes["a"]["ip"], labels=ours(db, "a"))], info=False)
-    result = drift.fleet_status(dict(db=str(db), network=NET), make)
+    result = drift.fleet_status(dict(registry=str(db), network=NET), make)
     assert [e["drift"] for e in result["nodes"]] == [["address differs"]]
 
 
@@ -348,14 +348,14 @@ def test_fleet_status_refuses_a_negative_stale_after(tmp_path):
     db = tmp_path / "fleet.db"
     make_registry(db, ["a"])
     with pytest.raises(drift.DriftError, match="stale_after must be 0 or more"):
-        drift.fleet_status(dict(db=str(db), stale_after=-1), engine([])[2])
+        drift.fleet_status(dict(registry=str(db), stale_after=-1), engine([])[2])
 
 
 def test_unreadable_registry_is_a_clear_error(tmp_path):
     def no_engine(params):
         raise AssertionError("the engine must not be asked")
     with pytest.raises(drift.DriftError, match="does not exist"):
-        drift.fleet_status(dict(db=str(tmp_path / "none.db")), no_engine)
+        drift.fleet_status(dict(registry=str(tmp_path / "none.db")), no_engine)
     assert not (tmp_path / "none.db").exists()
 
 
@@ -382,7 +382,7 @@ def rows(db):
 def test_stale_records_are_only_reported_unless_asked(stale_registry):
     db, nodes, listing = stale_registry
     before = digest(db)
-    result = drift.fleet_status(dict(db=str(db), network=NET), engine(listing)[2])
+    result = drift.fleet_status(dict(registry=str(db), network=NET), engine(listing)[2])
     assert result["changed"] is False and result["released"] == []
     assert result["summary"]["stale_provisioning"] == 2
     assert digest(db) == before
@@ -391,7 +391,7 @@ def test_stale_records_are_only_reported_unless_asked(stale_registry):
 def test_release_stale_check_mode_writes_nothing(stale_registry):
     db, nodes, listing = stale_registry
     before = digest(db)
-    result = drift.fleet_status(dict(db=str(db), network=NET, release_stale=True), engine(listing)[2],
+    result = drift.fleet_status(dict(registry=str(db), network=NET, release_stale=True), engine(listing)[2],
                                 check_mode=True)
     assert digest(db) == before
     assert result["changed"] is True and result["released"] == ["s1", "s2"]
@@ -413,7 +413,7 @@ def test_release_stale_marks_exactly_the_stale_records_failed_and_frees_their_ad
     before_rows = rows(db)
     with Registry(str(db), check_mode=True) as reg:
         audit_before = len(reg.audit_entries())
-    result = drift.fleet_status(dict(db=str(db), network=NET, release_stale=True), engine(listing)[2])
+    result = drift.fleet_status(dict(registry=str(db), network=NET, release_stale=True), engine(listing)[2])
     assert result["changed"] is True and result["released"] == ["s1", "s2"]
     after_rows = rows(db)
     for label in ("busy", "young", "up"):
@@ -438,7 +438,7 @@ def test_release_stale_marks_exactly_the_stale_records_failed_and_frees_their_ad
     assert new["ip"] == nodes["s1"]["ip"]
 
     # Again: nothing left to release.
-    again = drift.fleet_status(dict(db=str(db), network=NET, release_stale=True), engine(listing)[2])
+    again = drift.fleet_status(dict(registry=str(db), network=NET, release_stale=True), engine(listing)[2])
     assert again["changed"] is False and again["released"] == [] and again["diff"] == dict(before={}, after={})
 
 
@@ -459,7 +459,7 @@ def test_release_stale_leaves_a_record_changed_meanwhile(stale_registry):
 def test_audit_intact(audit_registry):
     before = digest(audit_registry)
     result = drift.audit(str(audit_registry))
-    assert result == dict(ok=True, entries=3, problem=None, height=None, label=None, db=str(audit_registry))
+    assert result == dict(ok=True, entries=3, problem=None, height=None, label=None, registry=str(audit_registry))
     assert digest(audit_registry) == before
 
 

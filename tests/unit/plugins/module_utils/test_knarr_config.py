@@ -1,4 +1,4 @@
-"""knarr.toml as data, rendered by a real TOML writer; node spec and payload validation."""
+"""knarr.toml as data, rendered by a real TOML writer (knarr_config.py); a node's settings (node_spec.py); payloads."""
 
 import base64
 import copy
@@ -8,6 +8,7 @@ import tomllib
 import pytest
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_config as kc
+from ansible_collections.fenrir.fleet.plugins.module_utils import node_spec as ns
 from ansible_collections.fenrir.fleet.plugins.module_utils.identity import build_node_db
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import SpecError
 
@@ -31,7 +32,7 @@ EXPECTED_TABLES = {"node", "cockpit", "network", "policy", "skills", "fenrir"}
 def spec(**kw):
     raw = dict(label="alpha")
     raw.update(kw)
-    return kc.normalize_spec(raw)
+    return ns.normalize_node(raw)
 
 
 def render_and_parse(config):
@@ -135,13 +136,13 @@ def test_node_files_are_the_rendered_toml_and_echo_skill():
     ("8192k", 8 * 1024 ** 2), ("1G", 1024 ** 3),
 ])
 def test_memory_parsing(value, expected):
-    assert kc.parse_memory(value) == expected
+    assert ns.parse_memory(value) == expected
 
 
 @pytest.mark.parametrize("value", ["5m", "1024k", 1024, "abc", "-1m", "1.5g", "", "256x", True, None, "m"])
 def test_memory_refused(value):
     with pytest.raises(SpecError) as err:
-        kc.parse_memory(value, "alpha")
+        ns.parse_memory(value, "alpha")
     assert err.value.field == "memory" and err.value.label == "alpha"
 
 
@@ -154,16 +155,16 @@ def test_spec_memory_bytes():
 def test_normalize_is_idempotent_and_fills_defaults():
     s = spec(location="eu")
     assert s["server_id"] == "fenrir-alpha" and s["memory_bytes"] == 256 * 1024 ** 2
-    assert kc.normalize_spec(copy.deepcopy(s)) == s
-    assert s["echo_tags"] is not kc.SPEC_DEFAULTS["echo_tags"]
+    assert ns.normalize_node(copy.deepcopy(s)) == s
+    assert s["echo_tags"] is not ns.NODE_OPTIONS["echo_tags"]["default"]
 
 
 @pytest.mark.parametrize("field, value", [
-    ("node_port", 0), ("node_port", 70000), ("node_port", "9010"), ("cockpit_port", True),
+    ("port", 0), ("port", 70000), ("port", "ninety"), ("cockpit_port", True),
     ("pids_limit", 0), ("restart_policy", "sometimes"), ("ip", "300.1.1.1"), ("location", "x" * 129),
-    ("location", 5), ("provisioner_node_id", "XYZ"), ("provisioner_node_id", "0123456789abcdef\n"), ("echo_tags", "echo"), ("echo_tags", [1]),
-    ("image", "bad image"), ("network", ""), ("initial_credit", "lots"), ("config_overrides", []),
-    ("bogus_field", 1), ("bootstrap", "host:1"),
+    ("provisioner_node_id", "XYZ"), ("provisioner_node_id", "0123456789abcdef\n"), ("echo_tags", {"a": 1}),
+    ("image", "bad image"), ("initial_credit", "lots"), ("config_overrides", []),
+    ("bogus_field", 1), ("bootstrap", ["nohost"]), ("memory", "256x"),
 ])
 def test_spec_field_errors_name_the_field(field, value):
     with pytest.raises(SpecError) as err:

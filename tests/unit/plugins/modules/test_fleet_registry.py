@@ -1,4 +1,4 @@
-"""The fleet_node module, run as Ansible runs it: a separate Python process reading
+"""The fleet_registry module, run as Ansible runs it: a separate Python process reading
 ``{"ANSIBLE_MODULE_ARGS": {...}}`` and printing one JSON result."""
 
 import base64
@@ -15,7 +15,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils import identity as id
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 REPO_ROOT = os.path.dirname(TESTS_DIR)
 COLLECTIONS_DIR = os.path.join(REPO_ROOT, "collections")
-MODULE = "ansible_collections.fenrir.fleet.plugins.modules.fleet_node"
+MODULE = "ansible_collections.fenrir.fleet.plugins.modules.fleet_registry"
 
 
 def start_module(tmp_path, check_mode=False, diff=False, **args):
@@ -63,16 +63,16 @@ def db(tmp_path):
 
 
 def test_allocates_then_is_idempotent(tmp_path, db):
-    proc, first = run_module(tmp_path, db=db, label="alpha", location="eu-north")
+    proc, first = run_module(tmp_path, registry=db, label="alpha", location="eu-north")
     assert proc.returncode == 0, first
     assert first["changed"] is True
     assert first["node"]["ip"] == "172.21.0.10" and first["node"]["status"] == "provisioning"
     assert first["node"]["has_identity"] is True and len(first["node"]["node_id"]) == 64
     assert "secrets" not in first["node"]
-    proc, second = run_module(tmp_path, db=db, label="alpha", location="eu-north")
+    proc, second = run_module(tmp_path, registry=db, label="alpha", location="eu-north")
     assert proc.returncode == 0 and second["changed"] is False
     assert second["node"] == first["node"]
-    proc, beta = run_module(tmp_path, db=db, label="beta")
+    proc, beta = run_module(tmp_path, registry=db, label="beta")
     assert beta["changed"] is True and beta["node"]["ip"] == "172.21.0.11"
     assert rows(db, "SELECT label, ip, status FROM nodes ORDER BY label") == [
         ("alpha", "172.21.0.10", "provisioning"), ("beta", "172.21.0.11", "provisioning")]
@@ -81,29 +81,29 @@ def test_allocates_then_is_idempotent(tmp_path, db):
 
 
 def test_many_nodes_and_absent(tmp_path, db):
-    proc, res = run_module(tmp_path, db=db, nodes=[dict(label="a"), dict(label="b", ip="172.21.0.50"),
+    proc, res = run_module(tmp_path, registry=db, nodes=[dict(label="a"), dict(label="b", ip="172.21.0.50"),
                                                     dict(label="c")])
     assert proc.returncode == 0, res
     assert [n["ip"] for n in res["nodes"]] == ["172.21.0.10", "172.21.0.50", "172.21.0.11"]
-    proc, res = run_module(tmp_path, db=db, label="a", state="absent", diff=True)
+    proc, res = run_module(tmp_path, registry=db, label="a", state="absent", diff=True)
     assert res["changed"] is True and res["node"]["status"] == "destroyed"
     assert res["diff"]["before"]["a"]["status"] == "provisioning"
     assert res["diff"]["after"]["a"]["status"] == "destroyed"
-    proc, res = run_module(tmp_path, db=db, label="a", state="absent")
+    proc, res = run_module(tmp_path, registry=db, label="a", state="absent")
     assert res["changed"] is False
     assert rows(db, "SELECT ip_int FROM nodes WHERE label = 'a'") == [(None,)]
 
 
 def test_check_mode_reports_plan_and_writes_nothing(tmp_path, db):
-    proc, res = run_module(tmp_path, check_mode=True, db=db, label="alpha")
+    proc, res = run_module(tmp_path, check_mode=True, registry=db, label="alpha")
     assert proc.returncode == 0, res
     assert res["changed"] is True and res["node"]["ip"] == "172.21.0.10"
     assert os.listdir(os.path.dirname(db)) == []           # no fleet.db, no fleet.key
-    run_module(tmp_path, db=db, label="alpha")
+    run_module(tmp_path, registry=db, label="alpha")
     before = rows(db, "SELECT * FROM nodes"), rows(db, "SELECT * FROM audit")
-    proc, res = run_module(tmp_path, check_mode=True, db=db, label="beta")
+    proc, res = run_module(tmp_path, check_mode=True, registry=db, label="beta")
     assert res["changed"] is True and res["node"]["ip"] == "172.21.0.11"
-    proc, res = run_module(tmp_path, check_mode=True, db=db, label="alpha", state="absent")
+    proc, res = run_module(tmp_path, check_mode=True, registry=db, label="alpha", state="absent")
     assert res["changed"] is True and res["node"]["status"] == "destroyed"
     assert (rows(db, "SELECT * FROM nodes"), rows(db, "SELECT * FROM audit")) == before
 
@@ -128,7 +128,7 @@ def test_bad_input_names_node_and_field_and_writes_nothing(tmp_path):
         d = tmp_path / ("case-%d" % i)
         d.mkdir()
         db = str(d / "state" / "fleet.db")
-        started.append((args, label, field, db, start_module(d, db=db, **args)))
+        started.append((args, label, field, db, start_module(d, registry=db, **args)))
     for args, label, field, db, handle in started:
         proc, res = finish_module(handle)
         assert proc.returncode != 0 and res.get("failed") is True, args
@@ -137,12 +137,12 @@ def test_bad_input_names_node_and_field_and_writes_nothing(tmp_path):
 
 
 def test_bad_input_against_existing_registry_changes_nothing(tmp_path, db):
-    run_module(tmp_path, db=db, label="owner", ip="172.21.0.77")
+    run_module(tmp_path, registry=db, label="owner", ip="172.21.0.77")
     before = rows(db, "SELECT * FROM nodes"), rows(db, "SELECT * FROM audit")
-    proc, res = run_module(tmp_path, db=db, nodes=[dict(label="fine"), dict(label="thief", ip="172.21.0.77")])
+    proc, res = run_module(tmp_path, registry=db, nodes=[dict(label="fine"), dict(label="thief", ip="172.21.0.77")])
     assert res.get("failed") is True
     assert "node 'thief'" in res["msg"] and "field 'ip'" in res["msg"] and "'owner'" in res["msg"]
-    proc, res = run_module(tmp_path, db=db, label="owner", ip="172.21.0.78")
+    proc, res = run_module(tmp_path, registry=db, label="owner", ip="172.21.0.78")
     assert res.get("failed") is True and "node 'owner'" in res["msg"]
     assert (rows(db, "SELECT * FROM nodes"), rows(db, "SELECT * FROM audit")) == before
 
@@ -151,7 +151,7 @@ def test_node_db_b64_never_printed(tmp_path, db):
     seed = os.urandom(32)
     node_db = base64.b64encode(ident.build_node_db(seed)).decode("ascii")
     for diff in (False, True):
-        proc, res = run_module(tmp_path, diff=diff, db=db, label="alpha", node_db_b64=node_db)
+        proc, res = run_module(tmp_path, diff=diff, registry=db, label="alpha", node_db_b64=node_db)
         assert proc.returncode == 0, res
         assert res["node"]["node_id"] == ident.node_id_from_seed(seed)
         for secret in (node_db, seed.hex(), base64.b64encode(seed).decode()):
@@ -159,6 +159,6 @@ def test_node_db_b64_never_printed(tmp_path, db):
     assert res["changed"] is False                       # the same identity again: no change
     # a bad image is refused without echoing it
     bad = base64.b64encode(b"SQLite format 3\x00" + seed * 50).decode()
-    proc, res = run_module(tmp_path, db=db, label="alpha", node_db_b64=bad)
+    proc, res = run_module(tmp_path, registry=db, label="alpha", node_db_b64=bad)
     assert res.get("failed") is True and "field 'node_db_b64'" in res["msg"]
     assert bad not in proc.stdout and seed.hex() not in proc.stdout

@@ -10,8 +10,8 @@ import copy
 import pytest
 from docker.errors import APIError, NotFound
 
-from ansible_collections.fenrir.fleet.plugins.module_utils import network as nw
-from ansible_collections.fenrir.fleet.plugins.module_utils.network import NetworkError, ensure_network
+from ansible_collections.fenrir.fleet.plugins.module_utils import fleet_network as nw
+from ansible_collections.fenrir.fleet.plugins.module_utils.fleet_network import NetworkError, ensure_network
 
 
 def net(name, subnet=None, gateway=None, driver="bridge", containers=None, ident=None):
@@ -66,7 +66,7 @@ class FakeApi:
 
 
 def params(**kw):
-    out = dict(name="fenrir-fleet", subnet="172.21.0.0/24", gateway="172.21.0.1", driver="bridge", images=None,
+    out = dict(name="fenrir-fleet", subnet="172.21.0.0/24", gateway="172.21.0.1", driver="bridge", 
                labels=None, state="present")
     out.update(kw)
     return out
@@ -209,28 +209,6 @@ def test_existing_network_with_another_driver_names_the_driver_field():
         ensure_network(api, params(), False)
     assert "driver is macvlan, not bridge" in str(err.value)
     assert "field 'driver'" in str(err.value)
-
-
-# --------------------------------------------------------------------------- images
-
-
-def test_missing_image_names_the_nodes_that_need_it():
-    api = FakeApi(images=())
-    with pytest.raises(NetworkError) as err:
-        ensure_network(api, params(images={"knarr-cluster-node:latest": ["b", "a", "a"]}), False)
-    assert str(err.value).startswith("node 'a', 'b', field 'image': knarr-cluster-node:latest not present")
-    assert "nothing is ever pulled" in str(err.value)
-    assert api.created == []
-
-
-def test_missing_images_as_a_list_name_the_network():
-    with pytest.raises(NetworkError, match=r"^network fenrir-fleet, field 'image': x:1, y:2 not present .* build them"):
-        ensure_network(FakeApi(images=()), params(images=["y:2", "x:1"]), False)
-
-
-def test_missing_image_does_not_stop_removal():
-    api = FakeApi([net("fenrir-fleet", "172.21.0.0/24", "172.21.0.1")], images=())
-    assert ensure_network(api, params(state="absent", images=["x:1"]), False)["changed"] is True
 
 
 # --------------------------------------------------------------------------- absent

@@ -5,11 +5,12 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: fleet_node
+module: fleet_registry
 short_description: Reserve addresses and keep node records in the fleet registry (fleet.db)
 version_added: 0.1.0
 description:
-  - Keeps the fleet registry, an SQLite file (O(db)) created on first use.
+  - Keeps the node records of the fleet registry, an SQLite file (O(registry)) created on first use.
+  - Renamed from C(fenrir.fleet.fleet_node) (still accepted, deprecated).
   - For a O(label) (or every entry of O(nodes)) with O(state=present), reserves an address from the pool in the
     same transaction that picks it; the node keeps that address on every later run. A pinned O(ip) is honoured,
     or refused with the reason (outside the subnet, the gateway, held by another node).
@@ -22,15 +23,12 @@ description:
   - Any number of processes may run this against one registry at once; they never share an address.
     Every change is appended to a SHA-256 hash-chained audit trail in the same transaction.
 author:
-  - fenrir.fleet maintainers
+  - Fenrir Fleet Maintainers (@fenrir-fleet)
+extends_documentation_fragment:
+  - fenrir.fleet.registry
+  - fenrir.fleet.registry.pool
+  - fenrir.fleet.attributes
 options:
-  db:
-    description: Path of the registry, C(fleet.db). Created (mode 0600, its directory 0700) on first use.
-    type: path
-    required: true
-  key_file:
-    description: File holding the registry's secret key (created 0600 on first use). Default C(fleet.key) beside O(db).
-    type: path
   label:
     description: The node's label. Its container is C(fenrir-<label>). Use O(nodes) for many nodes in one call.
     type: str
@@ -120,32 +118,19 @@ options:
   container_id:
     description: The node's container id.
     type: str
-  subnet:
-    description: The fleet network's subnet.
-    type: str
-    default: 172.21.0.0/24
-  gateway:
-    description: The subnet's gateway (never allocated; the provisioner listens there).
-    type: str
-    default: 172.21.0.1
-  pool_start:
-    description: First address of the dynamic pool.
-    type: str
-    default: 172.21.0.10
-  pool_end:
-    description: Last address of the dynamic pool.
-    type: str
-    default: 172.21.0.249
 attributes:
   check_mode:
     support: full
-    description: Reports the address that would be taken; writes nothing (not even a new registry file).
+    details:
+      - Reports the address that would be taken; writes nothing (not even a new registry file).
   diff_mode:
     support: full
   idempotent:
     support: full
 notes:
   - Secrets (node identities) are never returned and are kept encrypted in the registry.
+requirements:
+  - cryptography
 seealso:
   - module: fenrir.fleet.knarr_container
   - module: fenrir.fleet.fleet_audit
@@ -153,28 +138,28 @@ seealso:
 
 EXAMPLES = r"""
 - name: Reserve an address for one node
-  fenrir.fleet.fleet_node:
-    db: /var/lib/fenrir/fleet.db
+  fenrir.fleet.fleet_registry:
+    registry: /var/lib/fenrir/fleet.db
     label: alpha
     location: eu-north
 
 - name: Reserve many nodes in one transaction
-  fenrir.fleet.fleet_node:
-    db: /var/lib/fenrir/fleet.db
+  fenrir.fleet.fleet_registry:
+    registry: /var/lib/fenrir/fleet.db
     nodes:
       - label: alpha
       - label: beta
         ip: 172.21.0.50
 
 - name: Mark a node online
-  fenrir.fleet.fleet_node:
-    db: /var/lib/fenrir/fleet.db
+  fenrir.fleet.fleet_registry:
+    registry: /var/lib/fenrir/fleet.db
     label: alpha
     status: online
 
 - name: Destroy a node's record and free its address
-  fenrir.fleet.fleet_node:
-    db: /var/lib/fenrir/fleet.db
+  fenrir.fleet.fleet_registry:
+    registry: /var/lib/fenrir/fleet.db
     label: alpha
     state: absent
 """
@@ -195,20 +180,21 @@ pool:
   returned: success
   type: dict
   sample: {subnet: 172.21.0.0/24, gateway: 172.21.0.1, pool_start: 172.21.0.10, pool_end: 172.21.0.249}
-db:
-  description: Absolute path of the registry.
+registry:
+  description: The registry (a file's absolute path).
   returned: success
   type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.module_specs import SPECS, run_module
+from ansible_collections.fenrir.fleet.plugins.module_utils import fleet_registry
+from ansible_collections.fenrir.fleet.plugins.module_utils.module_runner import run_module
 
 
 def main():
-    # On the controller the action plugin of the same name runs this in-process; elsewhere this runs.
-    run_module(AnsibleModule(supports_check_mode=True, **SPECS["fleet_node"]), "fleet_node")
+    # On the controller, with a local connection, the action plugin of the same name runs this logic in the worker.
+    run_module(AnsibleModule(supports_check_mode=True, **fleet_registry.ARGUMENT_SPEC), fleet_registry)
 
 
 if __name__ == "__main__":

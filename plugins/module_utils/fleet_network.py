@@ -1,13 +1,30 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The fleet's bridge network: create it with a fixed subnet and gateway, refuse what would clash."""
+"""The fenrir.fleet.fleet_network module: the fleet's bridge network, with a fixed subnet and gateway.
+
+A network of that name that differs (subnet, gateway, driver), or a subnet that overlaps another network's, is
+refused with what differs: the fleet's addresses are reserved in the registry against that subnet.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import APIError, NotFound
-from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
+from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
+    APIError, DockerException, NotFound, connection_params, docker_argument_spec, make_client)
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, ModuleFailure
+from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NETWORK_OPTION
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry_options import pool_argument_spec
+
+NAME = "fleet_network"
+REQUIREMENTS = ("docker",)
+ARGUMENT_SPEC = dict(argument_spec=docker_argument_spec(
+    name=dict(NETWORK_OPTION),
+    driver=dict(type="str", default="bridge"),
+    labels=dict(type="dict"),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    **pool_argument_spec("subnet", "gateway")
+))
 
 
 class NetworkError(FleetError):
@@ -50,14 +67,6 @@ def _drained(api, network_id, timeout=10.0):
         time.sleep(0.1)
 
 
-def _image_present(api, image):
-    try:
-        api.inspect_image(image)
-        return True
-    except NotFound:
-        return False
-
-
 def view(net):
     if net is None:
         return None
@@ -81,16 +90,6 @@ def ensure_network(api, params, check_mode):
         raise NetworkError("network %s, field 'gateway': %r is not an IPv4 address" % (name, gateway))
     if ipaddress.IPv4Address(gateway) not in subnet:
         raise NetworkError("network %s, field 'gateway': %s is outside subnet %s" % (name, gateway, subnet))
-    images = params.get("images") or {}
-    if not isinstance(images, dict):  # a list of images, or {image: [labels of the nodes that need it]}
-        images = {image: [] for image in images}
-    missing = [image for image in sorted(images) if not _image_present(api, image)]
-    if missing and state == "present":
-        users = sorted({label for image in missing for label in images[image] or []})
-        raise NetworkError("%s, field 'image': %s not present on the Docker engine; build %s first "
-                           "(scripts/ensure-node-image) -- nothing is ever pulled"
-                           % ("node %s" % ", ".join(repr(u) for u in users) if users else "network %s" % name,
-                              ", ".join(missing), "it" if len(missing) == 1 else "them"))
     networks = api.networks()
     existing = next((n for n in networks if n["Name"] == name), None)
     if existing is not None and not (existing.get("IPAM") or {}).get("Config"):
@@ -146,3 +145,19 @@ def ensure_network(api, params, check_mode):
         raise NetworkError("network %s: Docker refused to create it: %s" % (name, exc.explanation or exc))
     after = view(api.inspect_network(created["Id"]))
     return dict(changed=True, network=after, diff=dict(before=None, after=after))
+
+
+def run(params, check_mode=False, diff=False):
+    """The module: raises ModuleFailure naming the network and the field."""
+    try:
+        conn = connection_params(params)
+        result = ensure_network(make_client(params, conn=conn).api, params, check_mode)
+    except FleetError as exc:
+        raise ModuleFailure(str(exc))
+    except DockerException as exc:
+        raise ModuleFailure("Docker engine error: %s" % exc)
+    if not diff:
+        result.pop("diff", None)
+    if conn["warnings"]:
+        result["warnings"] = list(conn["warnings"])
+    return result

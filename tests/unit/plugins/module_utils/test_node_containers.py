@@ -1,4 +1,4 @@
-"""containers.py: what forces a recreate, how files are compared and shown, the result contract, and
+"""node_containers.py and container_files.py: what forces a recreate, how files are compared and shown, the result contract, and
 check-mode planning.  No Docker: the Reconciler tests use a small hand-written fake of the few
 docker-py APIClient read methods it calls (inspect_image, inspect_container, head, get_archive)."""
 
@@ -14,9 +14,11 @@ from types import SimpleNamespace
 import pytest
 from docker.errors import APIError, NotFound
 
-from ansible_collections.fenrir.fleet.plugins.module_utils import containers as ct
+from ansible_collections.fenrir.fleet.plugins.module_utils import container_files as cf
+from ansible_collections.fenrir.fleet.plugins.module_utils import node_containers as nc
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
-from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import CONFIG_DIR, normalize_spec
+from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import CONFIG_DIR
+from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import normalize_node
 
 SEED = bytes(range(32))
 OTHER_SEED = bytes(range(1, 33))
@@ -31,9 +33,10 @@ def secret_forms(seed):
 
 
 def make_work(label="alpha", ip="172.21.0.10", registry="/srv/fleet/fleet.db", seed=SEED, **spec_fields):
-    spec = normalize_spec(dict(label=label, **spec_fields))
-    files = {TOML: (b"[node]\nport = 9010\n", 0o644), ECHO: (b"async def handle(d):\n    return d\n", 0o644)}
-    return ct.NodeWork(spec, ip, files, seed, registry)
+    spec = normalize_node(dict(label=label, **spec_fields))
+    work = nc.NodeWork(spec, ip, seed, registry, NETWORK)
+    work.files = {TOML: (b"[node]\nport = 9010\n", 0o644), ECHO: (b"async def handle(d):\n    return d\n", 0o644)}
+    return work
 
 
 def inspect_of(work, image_id=IMAGE_ID, state="running", labels=None, network=NETWORK, ip=None, **host):
@@ -65,7 +68,7 @@ def test_nodework_labels_name_the_node_registry_and_spec():
         "fenrir.fleet.label": "alpha",
         "fenrir.fleet.server_id": "fenrir-alpha",
         "fenrir.fleet.registry": "/srv/fleet/fleet.db",
-        "fenrir.fleet.spec": ct.spec_digest(work.spec),
+        "fenrir.fleet.spec": nc.container_digest(work.spec, NETWORK),
         "fenrir.fleet.location": "eu-north",
     }
     assert "fenrir.fleet.location" not in make_work().labels
@@ -112,7 +115,7 @@ def test_result_never_holds_the_seed():
 def test_container_view_reads_inspect_and_keeps_only_fleet_labels():
     work = make_work()
     info = inspect_of(work, labels=dict(work.labels, **{"com.example.other": "x"}))
-    view = ct.container_view(info, NETWORK)
+    view = nc.container_view(info, NETWORK)
     assert view["name"] == "fenrir-alpha"
     assert view["image"] == "knarr-cluster-node:latest" and view["image_id"] == IMAGE_ID
     assert view["network"] == NETWORK and view["ip"] == "172.21.0.10"
@@ -121,33 +124,33 @@ def test_container_view_reads_inspect_and_keeps_only_fleet_labels():
     assert view["ports_published"] is False
     assert view["labels"] == work.labels
     assert view["state"] == "running"
-    assert ct.container_view(None, NETWORK) is None
+    assert nc.container_view(None, NETWORK) is None
 
 
 def test_container_view_prefers_ipam_address_and_falls_back_to_ipaddress():
     work = make_work()
     info = inspect_of(work)
     info["NetworkSettings"]["Networks"][NETWORK] = {"IPAMConfig": None, "IPAddress": "172.21.0.77"}
-    assert ct.container_view(info, NETWORK)["ip"] == "172.21.0.77"
+    assert nc.container_view(info, NETWORK)["ip"] == "172.21.0.77"
     info["NetworkSettings"]["Networks"][NETWORK] = {"IPAMConfig": {"IPv4Address": "172.21.0.10"},
                                                     "IPAddress": "172.21.0.77"}
-    assert ct.container_view(info, NETWORK)["ip"] == "172.21.0.10"
+    assert nc.container_view(info, NETWORK)["ip"] == "172.21.0.10"
 
 
 def test_container_not_on_the_fleet_network_is_recreated():
     work = make_work()
-    view = ct.container_view(inspect_of(work, network="bridge"), NETWORK)
+    view = nc.container_view(inspect_of(work, network="bridge"), NETWORK)
     assert view["network"] == ["bridge"] and view["ip"] is None
-    reasons = ct.recreate_reasons(view, ct.desired_view(work, IMAGE_ID))
+    reasons = nc.recreate_reasons(view, nc.desired_view(work, IMAGE_ID))
     assert any(r.startswith("network ") for r in reasons)
     assert any(r.startswith("ip ") for r in reasons)
 
 
 def test_identical_container_needs_no_recreate_whatever_its_state():
     work = make_work()
-    desired = ct.desired_view(work, IMAGE_ID)
+    desired = nc.desired_view(work, IMAGE_ID)
     for state in ("running", "exited", "created"):
-        assert ct.recreate_reasons(ct.container_view(inspect_of(work, state=state), NETWORK), desired) == []
+        assert nc.recreate_reasons(nc.container_view(inspect_of(work, state=state), NETWORK), desired) == []
 
 
 @pytest.mark.parametrize("override, key", [
@@ -160,34 +163,34 @@ def test_identical_container_needs_no_recreate_whatever_its_state():
 ])
 def test_each_container_level_difference_is_a_recreate_reason(override, key):
     work = make_work()
-    reasons = ct.recreate_reasons(ct.container_view(inspect_of(work, **override), NETWORK),
-                                  ct.desired_view(work, IMAGE_ID))
+    reasons = nc.recreate_reasons(nc.container_view(inspect_of(work, **override), NETWORK),
+                                  nc.desired_view(work, IMAGE_ID))
     assert len(reasons) == 1 and reasons[0].startswith(key + " ")
 
 
 def test_a_changed_setting_also_changes_the_spec_label():
     old, new = make_work(memory="256m"), make_work(memory="512m")
-    reasons = ct.recreate_reasons(ct.container_view(inspect_of(old), NETWORK), ct.desired_view(new, IMAGE_ID))
+    reasons = nc.recreate_reasons(nc.container_view(inspect_of(old), NETWORK), nc.desired_view(new, IMAGE_ID))
     assert "label fenrir.fleet.spec" in reasons
     assert any(r.startswith("memory ") for r in reasons)
 
 
 def test_missing_or_different_fleet_label_is_a_recreate_reason_but_extra_labels_are_not():
     work = make_work()
-    desired = ct.desired_view(work, IMAGE_ID)
+    desired = nc.desired_view(work, IMAGE_ID)
     labels = dict(work.labels)
     del labels["fenrir.fleet.server_id"]
     labels["fenrir.fleet.label"] = "beta"
     labels["fenrir.fleet.extra"] = "kept"
-    reasons = ct.recreate_reasons(ct.container_view(inspect_of(work, labels=labels), NETWORK), desired)
+    reasons = nc.recreate_reasons(nc.container_view(inspect_of(work, labels=labels), NETWORK), desired)
     assert sorted(reasons) == ["label fenrir.fleet.label", "label fenrir.fleet.server_id"]
 
 
 def test_restart_policy_no_reported_as_empty_is_not_a_recreate_reason():
     """Engines before the 2023 normalisation report RestartPolicy.Name '' for a container made without one."""
     work = make_work(restart_policy="no")
-    view = ct.container_view(inspect_of(work, RestartPolicy={"Name": "", "MaximumRetryCount": 0}), NETWORK)
-    assert ct.recreate_reasons(view, ct.desired_view(work, IMAGE_ID)) == []
+    view = nc.container_view(inspect_of(work, RestartPolicy={"Name": "", "MaximumRetryCount": 0}), NETWORK)
+    assert nc.recreate_reasons(view, nc.desired_view(work, IMAGE_ID)) == []
 
 
 def test_same_registry_by_another_path_does_not_force_a_recreate(tmp_path):
@@ -197,18 +200,18 @@ def test_same_registry_by_another_path_does_not_force_a_recreate(tmp_path):
     os.symlink(str(real), str(tmp_path / "link"))
     made = make_work(registry=str(real / "fleet.db"))
     work = make_work(registry=str(tmp_path / "link" / "fleet.db"))
-    view = ct.container_view(inspect_of(made), NETWORK)
-    assert ct.foreign_registry(view["labels"], work.registry_path) is None
-    assert ct.recreate_reasons(view, ct.desired_view(work, IMAGE_ID)) == []
+    view = nc.container_view(inspect_of(made), NETWORK)
+    assert nc.foreign_registry(view["labels"], work.registry_path) is None
+    assert nc.recreate_reasons(view, nc.desired_view(work, IMAGE_ID)) == []
 
 
 def test_foreign_registry():
     labels = {"fenrir.fleet.registry": "/srv/a/fleet.db"}
-    assert ct.foreign_registry(labels, "/srv/a/fleet.db") is None
-    assert ct.foreign_registry(labels, "/srv/b/fleet.db") == "/srv/a/fleet.db"
-    assert ct.foreign_registry(labels, None) is None
-    assert ct.foreign_registry({}, "/srv/b/fleet.db") is None
-    assert ct.foreign_registry(None, "/srv/b/fleet.db") is None
+    assert nc.foreign_registry(labels, "/srv/a/fleet.db") is None
+    assert nc.foreign_registry(labels, "/srv/b/fleet.db") == "/srv/a/fleet.db"
+    assert nc.foreign_registry(labels, None) is None
+    assert nc.foreign_registry({}, "/srv/b/fleet.db") is None
+    assert nc.foreign_registry(None, "/srv/b/fleet.db") is None
 
 
 def test_foreign_registry_same_file_by_symlink(tmp_path):
@@ -216,7 +219,7 @@ def test_foreign_registry_same_file_by_symlink(tmp_path):
     real.mkdir()
     os.symlink(str(real), str(tmp_path / "link"))
     labels = {"fenrir.fleet.registry": str(real / "fleet.db")}
-    assert ct.foreign_registry(labels, str(tmp_path / "link" / "fleet.db")) is None
+    assert nc.foreign_registry(labels, str(tmp_path / "link" / "fleet.db")) is None
 
 
 # --------------------------------------------------------------------------- identity files
@@ -226,7 +229,7 @@ def test_identity_file_builds_its_bytes_once_and_lazily(monkeypatch):
     calls = []
     real = ident.build_node_db
     monkeypatch.setattr(ident, "build_node_db", lambda seed: calls.append(seed) or real(seed))
-    f = ct.IdentityFile(SEED)
+    f = cf.IdentityFile(SEED)
     assert calls == []
     first = bytes(f)
     assert bytes(f) == first and calls == [SEED]
@@ -234,10 +237,10 @@ def test_identity_file_builds_its_bytes_once_and_lazily(monkeypatch):
 
 
 def test_identity_of():
-    assert ct.identity_of(None) is None
-    assert ct.identity_of(b"") is None
-    assert ct.identity_of(b"not a database at all") is None
-    assert ct.identity_of(ident.build_node_db(SEED)) == SEED
+    assert cf.identity_of(None) is None
+    assert cf.identity_of(b"") is None
+    assert cf.identity_of(b"not a database at all") is None
+    assert cf.identity_of(ident.build_node_db(SEED)) == SEED
 
 
 def lived_in_db(tmp_path, seed):
@@ -258,60 +261,60 @@ def lived_in_db(tmp_path, seed):
 def test_same_file_compares_node_db_by_identity_not_bytes(tmp_path):
     lived_in = lived_in_db(tmp_path, SEED)
     assert lived_in != ident.build_node_db(SEED)
-    want = (ct.IdentityFile(SEED), 0o600)
-    assert ct.same_file(ct.NODE_DB_PATH, (lived_in, 0o600), want) is True
-    assert ct.same_file(ct.NODE_DB_PATH, (ident.build_node_db(OTHER_SEED), 0o600), want) is False
-    assert ct.same_file(ct.NODE_DB_PATH, (b"garbage", 0o600), want) is False
-    assert ct.same_file(ct.NODE_DB_PATH, (lived_in, 0o644), want) is False  # mode matters too
-    assert ct.same_file(ct.NODE_DB_PATH, None, want) is False
-    assert ct.same_file(ct.NODE_DB_PATH, (ct.IdentityFile(SEED), 0o600), want) is True
-    assert ct.same_file(ct.NODE_DB_PATH, (ct.IdentityFile(OTHER_SEED), 0o600), want) is False
+    want = (cf.IdentityFile(SEED), 0o600)
+    assert cf.same_file(nc.NODE_DB_PATH, (lived_in, 0o600), want) is True
+    assert cf.same_file(nc.NODE_DB_PATH, (ident.build_node_db(OTHER_SEED), 0o600), want) is False
+    assert cf.same_file(nc.NODE_DB_PATH, (b"garbage", 0o600), want) is False
+    assert cf.same_file(nc.NODE_DB_PATH, (lived_in, 0o644), want) is False  # mode matters too
+    assert cf.same_file(nc.NODE_DB_PATH, None, want) is False
+    assert cf.same_file(nc.NODE_DB_PATH, (cf.IdentityFile(SEED), 0o600), want) is True
+    assert cf.same_file(nc.NODE_DB_PATH, (cf.IdentityFile(OTHER_SEED), 0o600), want) is False
 
 
 def test_same_file_plain_files_compare_bytes_and_mode():
-    assert ct.same_file(TOML, (b"a", 0o644), (b"a", 0o644)) is True
-    assert ct.same_file(TOML, (b"a", 0o644), (b"b", 0o644)) is False
-    assert ct.same_file(TOML, (b"a", 0o600), (b"a", 0o644)) is False
-    assert ct.same_file(TOML, None, (b"a", 0o644)) is False
+    assert cf.same_file(TOML, (b"a", 0o644), (b"a", 0o644)) is True
+    assert cf.same_file(TOML, (b"a", 0o644), (b"b", 0o644)) is False
+    assert cf.same_file(TOML, (b"a", 0o600), (b"a", 0o644)) is False
+    assert cf.same_file(TOML, None, (b"a", 0o644)) is False
 
 
 def test_file_view_shows_node_db_only_as_its_node_id():
     node_id = ident.node_id_from_seed(SEED)
-    shown = [ct.file_view(ct.NODE_DB_PATH, (ct.IdentityFile(SEED), 0o600)),
-             ct.file_view(ct.NODE_DB_PATH, (ident.build_node_db(SEED), 0o600))]
+    shown = [cf.file_view(nc.NODE_DB_PATH, (cf.IdentityFile(SEED), 0o600)),
+             cf.file_view(nc.NODE_DB_PATH, (ident.build_node_db(SEED), 0o600))]
     for text in shown:
         assert text == "<knarr identity node_id=%s mode=0600>" % node_id
         for form in secret_forms(SEED):
             assert form not in text
-    assert ct.file_view(ct.NODE_DB_PATH, (b"junk", 0o644)) == "<knarr identity node_id=none mode=0644>"
+    assert cf.file_view(nc.NODE_DB_PATH, (b"junk", 0o644)) == "<knarr identity node_id=none mode=0644>"
 
 
 def test_file_view_text_binary_and_absent():
-    assert ct.file_view(TOML, (b"port = 1\n", 0o644)) == "port = 1\n"
+    assert cf.file_view(TOML, (b"port = 1\n", 0o644)) == "port = 1\n"
     binary = b"\xff\xfe\x00"
     import hashlib
-    assert ct.file_view("/x.bin", (binary, 0o644)) == "<3 bytes, sha256 %s>" % hashlib.sha256(binary).hexdigest()
-    assert ct.file_view(TOML, None) is None
+    assert cf.file_view("/x.bin", (binary, 0o644)) == "<3 bytes, sha256 %s>" % hashlib.sha256(binary).hexdigest()
+    assert cf.file_view(TOML, None) is None
 
 
 # --------------------------------------------------------------------------- tar, read and stat helpers
 
 
 def test_content_mtime_is_stable_and_content_derived():
-    assert ct.content_mtime(b"abc") == ct.content_mtime(b"abc")
-    assert ct.content_mtime(b"abc") != ct.content_mtime(b"abd")
-    assert 1500000000 <= ct.content_mtime(os.urandom(64)) < 1600000000
+    assert cf.content_mtime(b"abc") == cf.content_mtime(b"abc")
+    assert cf.content_mtime(b"abc") != cf.content_mtime(b"abd")
+    assert 1500000000 <= cf.content_mtime(os.urandom(64)) < 1600000000
 
 
 def test_make_tar_has_parent_dirs_modes_and_content_mtimes():
     files = {"/opt/knarr/knarr.toml": (b"a = 1\n", 0o644), "/opt/knarr/node.db": (b"\x00db", 0o600),
              "/opt/knarr/skills/echo.py": (b"print()\n", 0o755)}
-    with tarfile.open(fileobj=io.BytesIO(ct.make_tar(files))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(cf.make_tar(files))) as tar:
         members = {m.name: m for m in tar.getmembers()}
         assert sorted(n for n, m in members.items() if m.isdir()) == ["opt", "opt/knarr", "opt/knarr/skills"]
         for path, (data, mode) in files.items():
             m = members[path.lstrip("/")]
-            assert m.isfile() and m.mode == mode and m.mtime == ct.content_mtime(data)
+            assert m.isfile() and m.mode == mode and m.mtime == cf.content_mtime(data)
             assert tar.extractfile(m).read() == data
         names = [m.name for m in tar.getmembers()]
         assert names.index("opt/knarr") < names.index("opt/knarr/knarr.toml")  # parents come first
@@ -372,28 +375,28 @@ class ArchiveApi:
 def test_written_files_pass_the_quick_check_and_read_back():
     files = {"/opt/knarr/knarr.toml": (b"a = 1\n", 0o644), "/opt/knarr/skills/echo.py": (b"x\n", 0o640)}
     api = ArchiveApi()
-    api.put_archive("c", "/", ct.make_tar(files))
+    api.put_archive("c", "/", cf.make_tar(files))
     for path, want in files.items():
-        assert ct.stat_file(api, "c", path) == (len(want[0]), want[1], ct.content_mtime(want[0]))
-        assert ct.quick_same(ct.stat_file(api, "c", path), want) is True
-        assert ct.read_file(api, "c", path) == want
-    assert ct.quick_same(ct.stat_file(api, "c", "/opt/knarr/knarr.toml"), (b"a = 2\n", 0o644)) is False
-    assert ct.quick_same(ct.stat_file(api, "c", "/opt/knarr/knarr.toml"), (b"a = 1\n", 0o600)) is False
-    assert ct.read_files(api, "c", list(files)) == files
+        assert cf.stat_file(api, "c", path) == (len(want[0]), want[1], cf.content_mtime(want[0]))
+        assert cf.quick_same(cf.stat_file(api, "c", path), want) is True
+        assert cf.read_file(api, "c", path) == want
+    assert cf.quick_same(cf.stat_file(api, "c", "/opt/knarr/knarr.toml"), (b"a = 2\n", 0o644)) is False
+    assert cf.quick_same(cf.stat_file(api, "c", "/opt/knarr/knarr.toml"), (b"a = 1\n", 0o600)) is False
+    assert cf.read_files(api, "c", list(files)) == files
 
 
 def test_quick_same_accepts_identity_files():
-    want = (ct.IdentityFile(SEED), 0o600)
+    want = (cf.IdentityFile(SEED), 0o600)
     data = bytes(want[0])
-    assert ct.quick_same((len(data), 0o600, ct.content_mtime(data)), want) is True
-    assert ct.quick_same((len(data), 0o600, ct.content_mtime(data) + 1), want) is False
-    assert ct.quick_same(None, want) is False
+    assert cf.quick_same((len(data), 0o600, cf.content_mtime(data)), want) is True
+    assert cf.quick_same((len(data), 0o600, cf.content_mtime(data) + 1), want) is False
+    assert cf.quick_same(None, want) is False
 
 
 def test_read_files_one_archive_of_the_common_directory():
     api = ArchiveApi({"/opt/knarr/knarr.toml": (b"t", 0o644, 0), "/opt/knarr/skills/echo.py": (b"e", 0o755, 0),
                       "/opt/knarr/node.db": (b"d", 0o600, 0)})
-    got = ct.read_files(api, "c", ["/opt/knarr/knarr.toml", "/opt/knarr/skills/echo.py", "/opt/knarr/missing"])
+    got = cf.read_files(api, "c", ["/opt/knarr/knarr.toml", "/opt/knarr/skills/echo.py", "/opt/knarr/missing"])
     assert got == {"/opt/knarr/knarr.toml": (b"t", 0o644), "/opt/knarr/skills/echo.py": (b"e", 0o755),
                    "/opt/knarr/missing": None}
     assert api.calls == [("get_archive", "/opt/knarr")]
@@ -401,19 +404,19 @@ def test_read_files_one_archive_of_the_common_directory():
 
 def test_read_files_single_path_and_absent_directory():
     api = ArchiveApi({"/opt/knarr/node.db": (b"d", 0o600, 0)})
-    assert ct.read_files(api, "c", ["/opt/knarr/node.db"]) == {"/opt/knarr/node.db": (b"d", 0o600)}
+    assert cf.read_files(api, "c", ["/opt/knarr/node.db"]) == {"/opt/knarr/node.db": (b"d", 0o600)}
     assert api.calls == [("get_archive", "/opt/knarr")]
-    assert ct.read_files(api, "c", ["/etc/none/a", "/etc/none/b"]) == {"/etc/none/a": None, "/etc/none/b": None}
+    assert cf.read_files(api, "c", ["/etc/none/a", "/etc/none/b"]) == {"/etc/none/a": None, "/etc/none/b": None}
 
 
 def test_read_files_rooted_at_slash():
     api = ArchiveApi({"/etc/a.toml": (b"a", 0o644, 0), "/opt/b.py": (b"b", 0o644, 0)})
-    assert ct.read_files(api, "c", ["/etc/a.toml", "/opt/b.py"]) == {"/etc/a.toml": (b"a", 0o644),
+    assert cf.read_files(api, "c", ["/etc/a.toml", "/opt/b.py"]) == {"/etc/a.toml": (b"a", 0o644),
                                                                     "/opt/b.py": (b"b", 0o644)}
 
 
 def test_read_file_absent_is_none():
-    assert ct.read_file(ArchiveApi(), "c", "/opt/knarr/node.db") is None
+    assert cf.read_file(ArchiveApi(), "c", "/opt/knarr/node.db") is None
 
 
 def stat_api(stat, status_code=200):
@@ -428,25 +431,25 @@ def stat_api(stat, status_code=200):
 
 def test_stat_file_parses_size_mode_and_mtime():
     stat = dict(name="knarr.toml", size=12, mode=0o644, mtime="2017-07-14T02:40:00.123456789Z")
-    assert ct.stat_file(stat_api(stat), "c", "/opt/knarr/knarr.toml") == (12, 0o644, 1500000000)
+    assert cf.stat_file(stat_api(stat), "c", "/opt/knarr/knarr.toml") == (12, 0o644, 1500000000)
 
 
 def test_stat_file_directory_or_symlink_is_not_a_file():
     for type_bit in (1 << 31, 1 << 27):  # Go os.ModeDir, os.ModeSymlink
         stat = dict(name="x", size=4096, mode=type_bit | 0o755, mtime="2017-07-14T02:40:00Z")
-        assert ct.stat_file(stat_api(stat), "c", "/opt/knarr/x") == ("not a file", 0, None)
-        assert ct.quick_same(ct.stat_file(stat_api(stat), "c", "/opt/knarr/x"), (b"", 0o755)) is False
+        assert cf.stat_file(stat_api(stat), "c", "/opt/knarr/x") == ("not a file", 0, None)
+        assert cf.quick_same(cf.stat_file(stat_api(stat), "c", "/opt/knarr/x"), (b"", 0o755)) is False
 
 
 def test_stat_file_absent_and_errors():
-    assert ct.stat_file(stat_api({}, status_code=404), "c", "/nope") is None
+    assert cf.stat_file(stat_api({}, status_code=404), "c", "/nope") is None
     with pytest.raises(APIError):
-        ct.stat_file(stat_api({}, status_code=500), "c", "/nope")
+        cf.stat_file(stat_api({}, status_code=500), "c", "/nope")
 
 
 def test_stat_file_honours_the_utc_offset():
     stat = dict(name="knarr.toml", size=12, mode=0o644, mtime="2017-07-14T04:40:00+02:00")
-    assert ct.stat_file(stat_api(stat), "c", "/opt/knarr/knarr.toml") == (12, 0o644, 1500000000)
+    assert cf.stat_file(stat_api(stat), "c", "/opt/knarr/knarr.toml") == (12, 0o644, 1500000000)
 
 
 # --------------------------------------------------------------------------- check-mode planning
@@ -482,15 +485,15 @@ class ReadOnlyApi(ArchiveApi):
 def as_written(work, seed=None, overrides=None):
     """The container's files as a previous run wrote them (content-derived mtimes)."""
     out = {}
-    files = dict(work.files, **{ct.NODE_DB_PATH: (ident.build_node_db(seed or work.seed), 0o600)})
+    files = dict(work.files, **{nc.NODE_DB_PATH: (ident.build_node_db(seed or work.seed), 0o600)})
     files.update(overrides or {})
     for path, (data, mode) in files.items():
-        out[path] = (data, mode, ct.content_mtime(data))
+        out[path] = (data, mode, cf.content_mtime(data))
     return out
 
 
 def plan(api, work):
-    rec = ct.Reconciler(SimpleNamespace(api=api), check_mode=True)
+    rec = nc.Reconciler(SimpleNamespace(api=api), check_mode=True)
     rec.run([work])
     writes = [c for c in api.calls if c[0] not in ("inspect_image", "inspect_container", "head", "get_archive")]
     assert writes == []
@@ -507,7 +510,7 @@ def test_plan_for_a_missing_container():
     before, after = rec.diff_views(work)
     assert before["container"] is None
     assert "image_id" not in after["container"] and after["container"]["name"] == "fenrir-alpha"
-    assert after["files"][ct.NODE_DB_PATH] == "<knarr identity node_id=%s mode=0600>" % work.node_id
+    assert after["files"][nc.NODE_DB_PATH] == "<knarr identity node_id=%s mode=0600>" % work.node_id
     assert before["files"] == {p: None for p in after["files"]}
     for form in secret_forms(SEED):
         assert form not in json.dumps([before, after])
@@ -531,13 +534,13 @@ def test_plan_restarts_for_a_changed_file_only():
     assert [c for c in api.calls if c[0] == "get_archive"] == [("get_archive", CONFIG_DIR)]
     before, after = rec.diff_views(work)
     assert before["files"][TOML] == "[node]\nport = 1\n" and after["files"][TOML] == "[node]\nport = 9010\n"
-    assert before["files"][ct.NODE_DB_PATH] == after["files"][ct.NODE_DB_PATH]
+    assert before["files"][nc.NODE_DB_PATH] == after["files"][nc.NODE_DB_PATH]
 
 
 def test_plan_keeps_a_node_db_the_node_has_written_to(tmp_path):
     work = make_work()
-    files = as_written(work, overrides={ct.NODE_DB_PATH: (lived_in_db(tmp_path, SEED), 0o600)})
-    files[ct.NODE_DB_PATH] = files[ct.NODE_DB_PATH][:2] + (1234,)  # the node touched its database since
+    files = as_written(work, overrides={nc.NODE_DB_PATH: (lived_in_db(tmp_path, SEED), 0o600)})
+    files[nc.NODE_DB_PATH] = files[nc.NODE_DB_PATH][:2] + (1234,)  # the node touched its database since
     api = ReadOnlyApi(inspect_of(work), files)
     plan(api, work)
     assert not work.failed, work.reason
@@ -550,8 +553,8 @@ def test_plan_puts_a_node_db_holding_another_identity():
     rec = plan(ReadOnlyApi(inspect_of(work), as_written(work, seed=OTHER_SEED)), work)
     assert work.actions == ["put node.db", "restart"]
     before, after = rec.diff_views(work)
-    assert ident.node_id_from_seed(OTHER_SEED) in before["files"][ct.NODE_DB_PATH]
-    assert work.node_id in after["files"][ct.NODE_DB_PATH]
+    assert ident.node_id_from_seed(OTHER_SEED) in before["files"][nc.NODE_DB_PATH]
+    assert work.node_id in after["files"][nc.NODE_DB_PATH]
 
 
 def test_plan_starts_a_stopped_container():
@@ -590,7 +593,7 @@ def test_plan_refuses_a_container_of_another_registry():
 
 def test_preflight_names_the_field_and_node():
     work = make_work()
-    rec = ct.Reconciler(SimpleNamespace(api=ReadOnlyApi(images={}, networks=())), check_mode=True)
+    rec = nc.Reconciler(SimpleNamespace(api=ReadOnlyApi(images={}, networks=())), check_mode=True)
     problems = rec.preflight([work])
     assert [(label, field) for label, field, _ in problems] == [("alpha", "image"), ("alpha", "network")]
     assert "knarr-cluster-node:latest" in problems[0][2] and NETWORK in problems[1][2]
@@ -627,7 +630,7 @@ def test_remove_containers_outcomes():
     api = RemovalApi({"fenrir-a": ours, "fenrir-x": {"fenrir.fleet.registry": "/elsewhere/fleet.db"},
                       "fenrir-f": ours},
                      existing={"fenrir-a", "fenrir-x", "fenrir-f", "fenrir-hand"}, fail={"fenrir-f"})
-    out = ct.remove_containers(SimpleNamespace(api=api), ["fenrir-a", "fenrir-x", "fenrir-hand", "fenrir-gone",
+    out = nc.remove_containers(SimpleNamespace(api=api), ["fenrir-a", "fenrir-x", "fenrir-hand", "fenrir-gone",
                                                           "fenrir-f"], registry_path="/srv/fleet/fleet.db")
     assert out["fenrir-a"] == "removed" and out["fenrir-hand"] == "removed" and out["fenrir-gone"] == "absent"
     assert out["fenrir-x"].startswith("error:") and "/elsewhere/fleet.db" in out["fenrir-x"]
@@ -637,6 +640,6 @@ def test_remove_containers_outcomes():
 
 def test_remove_containers_check_mode_changes_nothing():
     api = RemovalApi({"fenrir-a": {}}, existing={"fenrir-a", "fenrir-hand"})
-    out = ct.remove_containers(SimpleNamespace(api=api), ["fenrir-a", "fenrir-hand", "fenrir-gone"], check_mode=True)
+    out = nc.remove_containers(SimpleNamespace(api=api), ["fenrir-a", "fenrir-hand", "fenrir-gone"], check_mode=True)
     assert out == {"fenrir-a": "removed", "fenrir-hand": "removed", "fenrir-gone": "absent"}
     assert api.removed == []

@@ -11,21 +11,20 @@ its container removed, so a failure never leaves a half-made node behind.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import io
 import os
 import posixpath
-import signal
-import tarfile
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
+from ansible_collections.fenrir.fleet.plugins.module_utils import checkpoints
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
+from ansible_collections.fenrir.fleet.plugins.module_utils.container_files import (
+    IdentityFile, file_view, identity_of, make_tar, quick_same, read_files, same_file, stat_file)
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import APIError, NotFound
-from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import redact_toml, spec_digest
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_probe import ProbeError, wait_until_alive
+from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import node_files
+from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import container_digest
 
 LABEL_PREFIX = "fenrir.fleet."
 ROLE_LABEL = LABEL_PREFIX + "role"
@@ -33,24 +32,16 @@ ROLE_VALUE = "knarr-node"
 NODE_DB_PATH = "/opt/knarr/node.db"
 
 
-def fault_point(name):
-    """Test hook: when FENRIR_FAULT_POINT names this point, the process is killed (SIGKILL) right here.
-
-    The crash-safety tests use it to stop a provisioning run between two steps, as a power cut would.
-    """
-    if os.environ.get("FENRIR_FAULT_POINT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 class NodeWork:
     """One node's desired state and, after reconcile(), what happened to it."""
 
-    def __init__(self, spec, ip, files, seed, registry_path, node_id=None):
-        self.spec = spec
+    def __init__(self, spec, ip, seed, registry_path, network, node_id=None):
+        self.spec = spec  # the node's settings, normalised (node_spec.normalize_node)
         self.label = spec["label"]
         self.name = spec["server_id"]
         self.ip = ip
-        self.files = dict(files)  # path -> (bytes, mode)
+        self.network = network
+        self.files = node_files(spec, ip)  # path -> (bytes, mode), node.db aside
         self.seed = seed
         self.node_id = node_id or ident.node_id_from_seed(seed)
         self.registry_path = registry_path
@@ -59,7 +50,7 @@ class NodeWork:
             LABEL_PREFIX + "label": self.label,
             LABEL_PREFIX + "server_id": self.name,
             LABEL_PREFIX + "registry": registry_path,
-            LABEL_PREFIX + "spec": spec_digest(spec),
+            LABEL_PREFIX + "spec": container_digest(spec, network),
         }
         if spec.get("location"):
             self.labels[LABEL_PREFIX + "location"] = spec["location"]
@@ -72,6 +63,7 @@ class NodeWork:
         self.before = None
         self.after = None
         self.boot_seconds = None
+        self.proven = False  # answered the proof of life in this run
         self.registry_status = None
         self.compared = None
 
@@ -86,120 +78,6 @@ class NodeWork:
                     container_id=self.container_id, actions=list(self.actions), changed=self.changed,
                     failed=self.failed, reason=self.reason, state=self.state, registry_status=self.registry_status,
                     boot_seconds=round(self.boot_seconds, 3) if self.boot_seconds is not None else None)
-
-
-# --------------------------------------------------------------------------- file helpers
-
-def content_mtime(data):
-    """The modification time a file is written with: derived from its content, so a later look at
-    size, mode and mtime alone (one HEAD request) tells whether it is still what was written."""
-    return 1500000000 + int(hashlib.sha256(data).hexdigest()[:8], 16) % 100000000
-
-
-def make_tar(files):
-    """An in-memory tar of ``{absolute path: (bytes, mode)}``, rooted at '/', with parent dirs.
-
-    Each file's mtime is :func:`content_mtime` of its bytes."""
-    buf = io.BytesIO()
-    dirs = set()
-    for path in files:
-        parent = posixpath.dirname(path)
-        while parent not in ("/", ""):
-            dirs.add(parent)
-            parent = posixpath.dirname(parent)
-    now = int(time.time())
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for d in sorted(dirs):
-            info = tarfile.TarInfo(d.lstrip("/"))
-            info.type = tarfile.DIRTYPE
-            info.mode = 0o755
-            info.mtime = now
-            tar.addfile(info)
-        for path, (data, mode) in sorted(files.items()):
-            info = tarfile.TarInfo(path.lstrip("/"))
-            info.size = len(data)
-            info.mode = mode
-            info.mtime = content_mtime(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def read_files(api, container, paths):
-    """{path: (bytes, mode) or None} for files of a container, read with one archive of their common directory."""
-    root = posixpath.commonpath(list(paths)) if len(paths) > 1 else posixpath.dirname(next(iter(paths)))
-    if root in paths:
-        root = posixpath.dirname(root)
-    try:
-        stream, _stat = api.get_archive(container, root)
-    except NotFound:
-        return {p: None for p in paths}
-    data = b"".join(stream)
-    found = {}
-    base = posixpath.dirname(root.rstrip("/"))
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        for member in tar.getmembers():
-            path = posixpath.join(base, member.name) if not member.name.startswith("/") else member.name
-            if not path.startswith("/"):
-                path = "/" + path
-            if path in paths and member.isfile():
-                found[path] = (tar.extractfile(member).read(), member.mode & 0o7777)
-    return {p: found.get(p) for p in paths}
-
-
-def stat_file(api, container, path):
-    """(size, mode, mtime) of a path in a container from a HEAD request (no archive is made), or None."""
-    import base64
-    import calendar
-    import json
-    import re
-    response = api.head(api._url("/containers/{0}/archive", container), params={"path": path})
-    if response.status_code == 404:
-        return None
-    api._raise_for_status(response)
-    stat = json.loads(base64.b64decode(response.headers["X-Docker-Container-Path-Stat"]))
-    # Go's time format: 2017-07-14T04:40:00(.fraction)(Z|+02:00) -- the daemon's local time with its offset.
-    m = re.match(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|([+-])(\d\d):(\d\d))?",
-                 stat.get("mtime") or "")
-    mtime = None
-    if m:
-        mtime = calendar.timegm(tuple(int(x) for x in m.groups()[:6]) + (0, 0, 0))
-        if m.group(8):
-            offset = int(m.group(9)) * 3600 + int(m.group(10)) * 60
-            mtime -= offset if m.group(8) == "+" else -offset
-    is_regular = not (stat.get("mode", 0) & 0xFFF00000)  # Go FileMode type bits
-    return (stat.get("size"), stat.get("mode", 0) & 0o7777, mtime) if is_regular else ("not a file", 0, None)
-
-
-def quick_same(stat, desired):
-    """Size, mode and content-derived mtime all match what writing ``desired`` would give."""
-    if stat is None:
-        return False
-    data = bytes(desired[0])
-    return stat == (len(data), desired[1], content_mtime(data))
-
-
-def read_file(api, container, path):
-    """(bytes, mode) of one regular file in a container, or None when it is absent."""
-    try:
-        stream, _stat = api.get_archive(container, path)
-    except NotFound:
-        return None
-    data = b"".join(stream)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        for member in tar.getmembers():
-            if member.isfile():
-                return tar.extractfile(member).read(), member.mode & 0o7777
-    return None
-
-
-def identity_of(data):
-    """The seed inside a node.db image, or None when it holds no valid identity."""
-    if data is None:
-        return None
-    try:
-        return ident.read_seed(data)
-    except ident.IdentityError:
-        return None
 
 
 # --------------------------------------------------------------------------- comparing
@@ -228,7 +106,7 @@ def container_view(info, network):
 
 def desired_view(work, image_id):
     spec = work.spec
-    return dict(name=work.name, image=spec["image"], image_id=image_id, network=spec["network"], ip=work.ip,
+    return dict(name=work.name, image=spec["image"], image_id=image_id, network=work.network, ip=work.ip,
                 memory=spec["memory_bytes"], pids_limit=spec["pids_limit"], restart_policy=spec["restart_policy"],
                 ports_published=False, labels=work.labels, state="running")
 
@@ -245,54 +123,6 @@ def recreate_reasons(current, desired):
         if have != value:
             reasons.append("label %s" % key)
     return reasons
-
-
-class IdentityFile:
-    """A node.db wanted in a container, known by its seed; its bytes are built once, when needed."""
-
-    def __init__(self, seed, node_id=None):
-        self.seed = seed
-        self.node_id = node_id or ident.node_id_from_seed(seed)  # check mode may plan a node id without its seed
-        self._bytes = None
-
-    def __bytes__(self):
-        if self._bytes is None:
-            self._bytes = ident.build_node_db(self.seed)
-        return self._bytes
-
-
-def file_view(path, content):
-    """How a file appears in diffs: text as text, node.db only as the identity it holds."""
-    if content is None:
-        return None
-    data, mode = content
-    if isinstance(data, IdentityFile):
-        return "<knarr identity node_id=%s mode=%04o>" % (data.node_id, mode)
-    if path.endswith(".db"):
-        seed = identity_of(data)
-        return "<knarr identity node_id=%s mode=%04o>" % (ident.node_id_from_seed(seed) if seed else "none", mode)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is None:
-        return "<%d bytes, sha256 %s>" % (len(data), hashlib.sha256(data).hexdigest())
-    return redact_toml(text) if path.endswith(".toml") else text
-
-
-def same_file(path, current, desired):
-    if current is None:
-        return False
-    if current[1] != desired[1]:
-        return False
-    if current is desired:
-        return True
-    if isinstance(desired[0], IdentityFile):
-        if isinstance(current[0], IdentityFile):
-            return hmac.compare_digest(current[0].seed, desired[0].seed)
-        seed = identity_of(current[0])
-        return seed is not None and hmac.compare_digest(seed, desired[0].seed)
-    return current[0] == desired[0]
 
 
 # --------------------------------------------------------------------------- the engine
@@ -325,13 +155,13 @@ class Reconciler:
             if self.image_id(work.spec["image"]) is None:
                 problems.append((work.label, "image", "image %s is not present on the Docker engine; build it "
                                  "(scripts/ensure-node-image) -- nothing is ever pulled" % work.spec["image"]))
-        for net in sorted({w.spec["network"] for w in works}):
+        for net in sorted({w.network for w in works}):
             if net in networks_planned:
                 continue
             try:
                 self.api.inspect_network(net)
             except NotFound:
-                labels = [w.label for w in works if w.spec["network"] == net]
+                labels = [w.label for w in works if w.network == net]
                 problems.append((labels[0], "network", "Docker network %s does not exist; create it with the "
                                  "fleet_network role first" % net))
         return problems
@@ -358,7 +188,7 @@ class Reconciler:
             work.failed = True
             work.reason = work.reason or _reason(exc)
         if work.failed and work.actions:
-            self._remove_failed(work)
+            self.discard(work)
 
     def diff_views(self, work):
         """(before, after) of a node for diff output; node.db shown only as the node id it holds."""
@@ -388,9 +218,10 @@ class Reconciler:
             work.failed = True
             work.reason = "unexpected %s: %s" % (type(exc).__name__, exc)
         if work.failed and not self.check_mode and work.actions:
-            self._remove_failed(work)
+            self.discard(work)
 
-    def _remove_failed(self, work):
+    def discard(self, work):
+        """Remove the container this run made or changed for a node that failed (or lost its record)."""
         try:
             self.api.remove_container(work.name, force=True)
             work.actions.append("remove failed container")
@@ -408,7 +239,7 @@ class Reconciler:
         image_id = self.image_id(spec["image"])
         desired = desired_view(work, image_id)
         info = self._inspect(work.name)
-        current = container_view(info, spec["network"])
+        current = container_view(info, work.network)
         if current is not None and current["labels"].get(LABEL_PREFIX + "label") not in (None, work.label):
             raise ProbeError("container %s belongs to node %r; refusing to touch it"
                              % (work.name, current["labels"][LABEL_PREFIX + "label"]))
@@ -459,15 +290,15 @@ class Reconciler:
         if fresh:
             work.container_id = self._create(work)
             work.actions.append("create")
-            fault_point("after_create")
+            checkpoints.reached("after_create")
         else:
             work.container_id = info["Id"]
         if to_put:
             self.api.put_archive(work.name, "/", make_tar({p: (bytes(c), m) for p, (c, m) in to_put.items()}))
             work.actions.append("put %s" % ", ".join(sorted(posixpath.basename(p) for p in to_put)))
-            fault_point("after_put")
+            checkpoints.reached("after_put")
         if not running:
-            fault_point("before_start")
+            checkpoints.reached("before_start")
             self.api.start(work.name)
             work.actions.append("start")
         elif to_put:
@@ -504,10 +335,10 @@ class Reconciler:
             memswap_limit=spec["memory_bytes"],
             pids_limit=spec["pids_limit"],
             restart_policy={"Name": spec["restart_policy"]},
-            network_mode=spec["network"],
+            network_mode=work.network,
         )
         networking = self.api.create_networking_config({
-            spec["network"]: self.api.create_endpoint_config(ipv4_address=work.ip),
+            work.network: self.api.create_endpoint_config(ipv4_address=work.ip),
         })
         created = self.api.create_container(
             image=spec["image"], name=work.name, hostname=work.name, labels=work.labels,
@@ -532,7 +363,7 @@ class Reconciler:
             return None
 
         try:
-            status, waited = wait_until_alive(work.ip, work.spec["node_port"], work.node_id,
+            status, waited = wait_until_alive(work.ip, work.spec["port"], work.node_id,
                                               timeout=self.boot_timeout, still_running=still_running)
         except ProbeError as exc:
             work.failed = True
@@ -540,6 +371,7 @@ class Reconciler:
             raise
         work.boot_seconds = waited
         work.status = status
+        work.proven = True
 
 
 def _public_view(view):
@@ -557,8 +389,8 @@ def probe_works(works, parallelism=8, timeout=60.0):
     """Wait-for-boot only: probe each node (no container changes).  Fills failed/reason/status."""
     def one(work):
         try:
-            status, waited = wait_until_alive(work.ip, work.spec["node_port"], work.node_id, timeout=timeout)
-            work.status, work.boot_seconds = status, waited
+            status, waited = wait_until_alive(work.ip, work.spec["port"], work.node_id, timeout=timeout)
+            work.status, work.boot_seconds, work.proven = status, waited, True
         except (ProbeError, OSError) as exc:
             work.failed, work.reason = True, "node %s is not alive: %s" % (work.label, exc)
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(works) or 1))) as pool:

@@ -1,0 +1,13 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""fenrir.fleet.knarr_image runs in the controller's worker when its connection is local (see plugin_utils/in_process.py);
+the module (plugins/modules/knarr_image.py) is its contract and runs otherwise."""
+
+from __future__ import annotations
+
+from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_image
+from ansible_collections.fenrir.fleet.plugins.plugin_utils.in_process import InProcessModuleAction
+
+
+class ActionModule(InProcessModuleAction):
+    LOGIC = knarr_image

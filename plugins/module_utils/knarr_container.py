@@ -1,0 +1,286 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fenrir.fleet.knarr_container module: every node's container made, filled, started and proven alive.
+
+The pipeline of the original skill in one call for the whole fleet: setup-docker (the container, its address,
+limits and files), wait-for-boot (the node proves its identity and answers its echo skill) and register-fleet
+(the registry records what happened: ``running``, ``online`` or ``failed`` with the reason). The module renders
+each node's knarr.toml from the node's settings itself; the address and the identity come from the registry.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.fenrir.fleet.plugins.module_utils import checkpoints
+from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
+from ansible_collections.fenrir.fleet.plugins.module_utils.container_files import identity_of, read_file
+from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
+    DockerException, connection_params, docker_argument_spec, make_client)
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, ModuleFailure
+from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import secret_values as toml_secrets
+from ansible_collections.fenrir.fleet.plugins.module_utils.naming import container_name, validate_label
+from ansible_collections.fenrir.fleet.plugins.module_utils.node_containers import (
+    NODE_DB_PATH, NodeWork, Reconciler, probe_works, remove_containers)
+from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NETWORK_OPTION, NODE_OPTIONS, normalize_node
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Registry
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry_options import (
+    REGISTRY_ARGS, registry_location)
+
+NAME = "knarr_container"
+REQUIREMENTS = ("docker", "cryptography", "tomli_w")
+
+
+def argument_spec():
+    spec = docker_argument_spec(
+        network=dict(NETWORK_OPTION),
+        nodes=dict(type="list", elements="dict", options={k: dict(v) for k, v in NODE_OPTIONS.items()}),
+        allocations=dict(type="list", elements="dict", default=[]),
+        labels=dict(type="list", elements="str"),
+        state=dict(type="str", choices=["started", "probed", "absent"], default="started"),
+        parallelism=dict(type="int", default=8),
+        wait=dict(type="bool", default=True),
+        register=dict(type="bool", default=True),
+        boot_timeout=dict(type="int", default=60),
+    )
+    spec.update({k: dict(v) for k, v in REGISTRY_ARGS.items()})
+    return dict(argument_spec=spec,
+                mutually_exclusive=[("nodes", "labels")],
+                required_one_of=[("nodes", "labels")],
+                required_if=[("state", "started", ("nodes",)), ("state", "probed", ("nodes",))])
+
+
+ARGUMENT_SPEC = argument_spec()
+
+
+def secret_values(params):
+    """Secrets in the nodes' knarr.toml overrides (cockpit.auth_token, ...): never in a result."""
+    values = set()
+    for node in params.get("nodes") or []:
+        values |= toml_secrets(node.get("config_overrides"))
+    return values
+
+
+# --------------------------------------------------------------------------- the nodes' work
+
+def _works(reg, params, check_mode, recovered):
+    """One NodeWork per node: its normalised settings, the address and identity the registry holds."""
+    planned = {a.get("label"): a for a in params["allocations"]}
+    works, seen = [], set()
+    for raw in params["nodes"]:
+        node = normalize_node(raw, validated=True)
+        label = node["label"]
+        if label in seen:
+            raise FleetError("given twice", label=label, field="label")
+        seen.add(label)
+        record = reg.get(label)
+        shown_id = None
+        if record is None or record["status"] == "destroyed" or not record["ip"]:
+            plan = planned.get(label) or {}
+            if not check_mode or not plan.get("ip"):
+                raise FleetError("has no address in the registry %s; reserve one with fenrir.fleet.fleet_registry "
+                                 "first" % registry_location(reg.path), label=label, field="label")
+            ip, shown_id = plan["ip"], plan.get("node_id")  # check mode: what fleet_registry planned
+        else:
+            ip = record["ip"]
+        if node.get("ip") and node["ip"] != ip:
+            raise FleetError("%s differs from the address %s the registry holds for it" % (node["ip"], ip),
+                             label=label, field="ip")
+        seed = reg.get_seed(label) or recovered.get(label)
+        if seed is None:
+            if not check_mode:
+                raise FleetError("the registry holds no identity for it", label=label, field="identity")
+            # Check mode: a placeholder seed, nothing is written; diffs show the node id that was planned.
+            seed = ident.new_seed()
+        works.append(NodeWork(node, ip, seed, reg.path, params["network"], node_id=shown_id))
+    return works
+
+
+def _recover_identities(reg, client, nodes, check_mode):
+    """Nodes with a node id but no seed in the registry (adopted from an older registry): take the seed
+    from the node.db in their container when it is that node's identity, and keep it (encrypted)."""
+    recovered = {}
+    for node in nodes:
+        label = node["label"]
+        record = reg.get(label)
+        if record is None or not record["node_id"] or reg.get_seed(label) is not None:
+            continue
+        try:
+            current = read_file(client.api, container_name(label), NODE_DB_PATH)
+        except (DockerException, OSError):
+            current = None
+        seed = identity_of(current[0]) if current else None
+        if seed is None or ident.node_id_from_seed(seed) != record["node_id"]:
+            raise FleetError("the registry knows its node id %s but not its identity, and its container %s holds no "
+                             "node.db with it; give the node's node.db as knarr_node_db_b64, or decommission the node"
+                             % (record["node_id"], container_name(label)), label=label, field="identity")
+        recovered[label] = seed
+        if not check_mode:
+            with reg.transaction():
+                reg.ensure_identity(label, seed)
+    return recovered
+
+
+def _record(reg, rec, works, check_mode, register):
+    """What happened, for every node, in one registry transaction."""
+    with reg.transaction():
+        for w in works:
+            record = reg.get(w.label)
+            if record is None:
+                continue
+            if record["ip"] != w.ip and not check_mode:
+                # Decommissioned (or moved) by another run while this one worked on it: the container this run
+                # made must not outlive the record, nor the address be kept.
+                touched = not w.failed and w.actions
+                w.failed = True
+                w.reason = ("its registry record changed while this run worked on it (now %s, address %s); run "
+                            "again" % (record["status"], record["ip"]))
+                if touched:
+                    rec.discard(w)
+                w.registry_status = record["status"]
+                continue
+            if w.failed:
+                # An untouched container that fails its probe is kept (it was not this run's to remove).
+                reg.fail(w.label, w.reason, container_removed=w.container_id is None)
+            else:
+                changes = dict(container_id=w.container_id, node_id=w.node_id)
+                if w.proven and register:
+                    changes.update(status="online", reason=None)
+                elif w.changed or record["status"] in ("provisioning", "failed"):
+                    # Touched, or not yet up, and not proven here: running until register-fleet proves it.
+                    changes.update(status="running", reason=None)
+                reg.set_fields(w.label, **changes)
+            w.registry_status = reg.get(w.label)["status"]
+
+
+def _register_proven(reg, works):
+    """register-fleet: the nodes that proved themselves alive are online (one transaction)."""
+    with reg.transaction():
+        for w in works:
+            if w.failed:
+                continue
+            record = reg.get(w.label)
+            if record["status"] == "destroyed":
+                w.failed = True
+                w.reason = "the node was decommissioned (by another run?) after it was provisioned; provision it again"
+            elif record["status"] != "online":
+                reg.set_fields(w.label, status="online", reason=None)
+                w.actions.append("register online")
+            w.registry_status = reg.get(w.label)["status"]
+
+
+def start_nodes(params, client, check_mode, diff):
+    """state=started (setup-docker, wait-for-boot, register-fleet) and state=probed (the last two only)."""
+    with Registry(params["registry"], key_file=params.get("key_file"), check_mode=check_mode) as reg:
+        recovered = _recover_identities(reg, client, params["nodes"], check_mode)
+        works = _works(reg, params, check_mode, recovered)
+        if params["state"] == "probed":
+            probe_works(works, params["parallelism"], params["boot_timeout"])
+            if params["register"]:
+                _register_proven(reg, works)
+            return _outcome(works, check_mode, None, diff, "answer")
+        rec = Reconciler(client, check_mode=check_mode, parallelism=params["parallelism"],
+                         boot_timeout=params["boot_timeout"], wait=params["wait"])
+        problems = [p for p in rec.preflight(works) if not (check_mode and p[1] == "network")]
+        if problems:
+            raise FleetError("; ".join(str(FleetError(message, label=label, field=field))
+                                       for label, field, message in problems))
+        rec.run(works)
+        checkpoints.reached("before_record")
+        _record(reg, rec, works, check_mode, params["register"])
+    return _outcome(works, check_mode, rec, diff, "reconciled")
+
+
+def _outcome(works, check_mode, rec, diff, verb):
+    failed = [w for w in works if w.failed]
+    result = dict(
+        changed=any(w.changed for w in works),
+        nodes=[w.result(check_mode) for w in works],
+        failed_nodes=[w.label for w in failed],
+        msg=("%d of %d nodes failed: %s" % (len(failed), len(works), "; ".join(
+            "%s: %s" % (w.label, w.reason) for w in failed)) if failed else "%d nodes %s" % (len(works), verb)),
+    )
+    if diff and rec is not None:
+        before, after = {}, {}
+        for w in works:
+            if w.changed:
+                before[w.label], after[w.label] = rec.diff_views(w)
+        result["diff"] = dict(before=before, after=after)
+    return result
+
+
+# --------------------------------------------------------------------------- decommission
+
+def remove_nodes(params, client, check_mode, diff):
+    """state=absent: every node's container removed (in parallel), then, in one registry transaction, the
+    record of each node whose container is gone marked ``destroyed`` and its address freed. A node whose
+    container could not be removed keeps its record and is reported failed."""
+    labels = list(params["labels"]) if params.get("labels") is not None else [n["label"] for n in params["nodes"]]
+    names = {}
+    for label in labels:
+        name = container_name(validate_label(label, removal=True))
+        if name in names:
+            raise FleetError("given twice", label=label, field="labels")
+        names[name] = label
+    outcome = remove_containers(client, sorted(names), check_mode, params["parallelism"],
+                                registry_path=registry_location(params["registry"]))
+    if not check_mode:
+        checkpoints.reached("after_remove")
+    records = {}
+    if "://" in params["registry"] or os.path.exists(params["registry"]):  # no registry file, no records
+        with Registry(params["registry"], key_file=params.get("key_file"), check_mode=check_mode) as reg:
+            with reg.transaction():
+                for name, label in sorted(names.items()):
+                    if not outcome[name].startswith("error"):
+                        records[label] = reg.destroy(label)
+    return _removal_result(names, outcome, records, check_mode, diff)
+
+
+def _record_view(record):
+    if record is None:
+        return None
+    return {k: record[k] for k in ("label", "server_id", "ip", "status", "location", "node_id", "container_id",
+                                   "nonce", "reason", "has_identity")}
+
+
+def _removal_result(names, outcome, records, check_mode, diff):
+    nodes, before, after = [], {}, {}
+    for name, label in sorted(names.items()):
+        error = outcome[name] if outcome[name].startswith("error") else None
+        removed = outcome[name] == "removed"
+        was, now, destroyed = records.get(label, (None, None, False))
+        nodes.append(dict(label=label, server_id=name, removed=removed, destroyed=destroyed, error=error,
+                          changed=removed or destroyed, failed=bool(error), reason=error,
+                          result=dict(status="error" if error else ("dry_run" if check_mode else "ok"),
+                                      ip=(was or {}).get("ip"), server_id=name, provider="docker")))
+        if removed or destroyed:
+            before[label] = dict(container=name if removed else None, record=_record_view(was))
+            after[label] = dict(container=None, record=_record_view(now))
+    failed = [n for n in nodes if n["error"]]
+    result = dict(changed=bool(before), nodes=nodes, failed_nodes=[n["label"] for n in failed],
+                  msg="; ".join("%s: %s" % (n["label"], n["error"]) for n in failed) or
+                  "%d containers removed, %d records destroyed" % (sum(n["removed"] for n in nodes),
+                                                                    sum(n["destroyed"] for n in nodes)))
+    if diff:
+        result["diff"] = dict(before=before, after=after)
+    return result
+
+
+def run(params, check_mode=False, diff=False):
+    """The module: raises ModuleFailure when the input is refused or any node fails (after handling all)."""
+    try:
+        conn = connection_params(params)
+        client = make_client(params, max_pool_size=max(8, params["parallelism"]), conn=conn)
+        if params["state"] == "absent":
+            result = remove_nodes(params, client, check_mode, diff)
+        else:
+            result = start_nodes(params, client, check_mode, diff)
+    except FleetError as exc:
+        raise ModuleFailure(str(exc))
+    except DockerException as exc:
+        raise ModuleFailure("Docker engine error: %s" % exc)
+    if conn["warnings"]:
+        result["warnings"] = list(conn["warnings"])
+    if result["failed_nodes"]:
+        raise ModuleFailure(result.pop("msg"), result)
+    return result

@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fenrir.fleet.node_identity module: pick or make a knarr identity, validate it, put it into a container."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+
+from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
+from ansible_collections.fenrir.fleet.plugins.module_utils.container_files import identity_of, make_tar, read_file
+from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
+    DockerException, connection_params, docker_argument_spec, make_client)
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, ModuleFailure
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Registry
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry_options import registry_location
+
+NAME = "node_identity"
+REQUIREMENTS = ("cryptography",)
+ARGUMENT_SPEC = dict(
+    argument_spec=docker_argument_spec(
+        container=dict(type="str"),
+        path=dict(type="str", default="/opt/knarr/node.db"),
+        mode=dict(type="raw", default="0600"),
+        node_db_b64=dict(type="str", no_log=True),
+        registry=dict(type="str", aliases=["db"],
+                      deprecated_aliases=[dict(name="db", version="2.0.0", collection_name="fenrir.fleet")]),
+        key_file=dict(type="path", no_log=False),
+        label=dict(type="str"),
+        generate=dict(type="bool", default=True),
+        return_content=dict(type="bool", default=False),
+    ),
+    required_by=dict(registry=["label"]),
+)
+
+
+def _file_mode(value):
+    """A file mode from an octal string ("0600") or a number (YAML reads an unquoted 0600 as 384)."""
+    if value is None or value == "":
+        return 0o600
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    else:
+        text = str(value).strip()
+        if not text or any(c not in "01234567" for c in text):
+            raise FleetError("%r is not an octal file mode such as '0600' (quote it in YAML)" % (value,), field="mode")
+        mode = int(text, 8)
+    if not 0 <= mode <= 0o7777:
+        raise FleetError("%r is not a file mode (0000-7777)" % (value,), field="mode")
+    return mode
+
+
+def node_identity(params, client, check_mode):
+    """The node_identity module: pick or make an identity, validate it, put it into a container.
+
+    The identity comes from ``node_db_b64``, else the registry's record of ``label``, else the node.db the
+    container already holds, else a fresh one (when ``generate``). With a registry, the chosen identity is
+    kept there (encrypted) and the record's node_id follows it.
+    """
+    label = params.get("label")
+    container = params.get("container")
+    who = label or container  # how errors name the node
+    path = params.get("path") or "/opt/knarr/node.db"
+    mode = _file_mode(params.get("mode"))
+    try:
+        seed, source = None, None
+        if params.get("node_db_b64"):
+            seed, source = ident.seed_from_b64(params["node_db_b64"], who), "node_db_b64"
+        current = None
+        if container:
+            try:
+                current = read_file(client.api, container, path)
+            except Exception as exc:  # NotFound for the container itself, API errors
+                raise FleetError("cannot read %s from container %s: %s" % (path, container, getattr(exc, "explanation", exc)),
+                                 label=who, field="container")
+        current_seed = identity_of(current[0]) if current else None
+
+        def fresh():
+            if not params.get("generate", True):
+                raise FleetError("no identity given, none in the registry or the container, and generate is false",
+                                 label=who, field="node_db_b64")
+            return ident.new_seed()
+
+        registry_changed = False
+        if params.get("registry"):
+            if not label:
+                raise FleetError("required with registry", field="label")
+            with Registry(params["registry"], key_file=params.get("key_file"), check_mode=check_mode) as reg:
+                if reg.get(label) is None:
+                    raise FleetError("is not in the registry %s" % registry_location(reg.path), label=label,
+                                     field="label")
+                with reg.transaction():
+                    stored = reg.get_seed(label)
+                    if seed is None and stored is None and current_seed is not None:
+                        seed, source = current_seed, "container"
+                    if seed is None and stored is None:
+                        seed, source = fresh(), "generated"
+                    seed, registry_changed = reg.ensure_identity(label, seed)
+                    source = source or "registry"
+                    node_id = ident.node_id_from_seed(seed)
+                    if reg.get(label)["node_id"] != node_id:
+                        registry_changed = reg.set_fields(label, node_id=node_id) or registry_changed
+        if seed is None and current_seed is not None:
+            seed, source = current_seed, "container"
+        if seed is None:
+            seed, source = fresh(), "generated"
+        node_id = ident.node_id_from_seed(seed)
+        changed = registry_changed
+        container_changed = False
+        if container:
+            same = current is not None and current_seed is not None and current[1] == mode and \
+                hmac.compare_digest(current_seed, seed)
+            if not same:
+                container_changed = changed = True
+                if not check_mode:
+                    client.api.put_archive(container, "/", make_tar({path: (ident.build_node_db(seed), mode)}))
+        result = dict(
+            changed=changed, node_id=node_id, source=source, container=container, path=path if container else None,
+            diff=dict(before=dict(node_id=ident.node_id_from_seed(current_seed) if current_seed else None,
+                                  present=current is not None),
+                      after=dict(node_id=node_id, present=True)) if container_changed else dict(before={}, after={}),
+        )
+        if params.get("return_content"):
+            result["node_db_b64"] = base64.b64encode(ident.build_node_db(seed)).decode("ascii")
+        return result
+    except FleetError as exc:
+        raise ModuleFailure(str(exc))
+
+
+def run(params, check_mode=False, diff=False):
+    """The module; a Docker engine is contacted only when a container is given."""
+    warnings = []
+    try:
+        client = None
+        if params.get("container"):
+            conn = connection_params(params)
+            warnings = conn["warnings"]
+            client = make_client(params, conn=conn)
+        result = node_identity(params, client, check_mode)
+    except FleetError as exc:
+        raise ModuleFailure(str(exc))
+    except DockerException as exc:
+        raise ModuleFailure("Docker engine error: %s" % exc)
+    if not diff:
+        result.pop("diff", None)
+    if warnings:
+        result["warnings"] = list(warnings)
+    return result
