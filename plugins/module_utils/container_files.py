@@ -19,7 +19,6 @@ import json
 import posixpath
 import re
 import tarfile
-import time
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import NotFound
@@ -32,29 +31,25 @@ def content_mtime(data):
     return 1500000000 + int(hashlib.sha256(data).hexdigest()[:8], 16) % 100000000
 
 
-def make_tar(files):
-    """An in-memory tar of ``{absolute path: (bytes, mode)}``, rooted at '/', with parent dirs.
+#: uid/gid of the node image's unprivileged user (images/knarr-cluster-node/Dockerfile).
+NODE_UID = NODE_GID = 10001
 
+
+def make_tar(files):
+    """An in-memory tar of ``{absolute path: (bytes, mode)}``, rooted at '/'.
+
+    Files belong to the node's user (:data:`NODE_UID`), so a node that does not run as root can still
+    rewrite what it was given.  There are no directory entries: extracting one would reset the image's
+    ``/opt/knarr`` to root's ownership and the node could no longer write there (its cert.pem, a
+    generated identity, node.db's write-ahead log); missing parents are made by the engine.
     Each file's mtime is :func:`content_mtime` of its bytes."""
     buf = io.BytesIO()
-    dirs = set()
-    for path in files:
-        parent = posixpath.dirname(path)
-        while parent not in ("/", ""):
-            dirs.add(parent)
-            parent = posixpath.dirname(parent)
-    now = int(time.time())
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for d in sorted(dirs):
-            info = tarfile.TarInfo(d.lstrip("/"))
-            info.type = tarfile.DIRTYPE
-            info.mode = 0o755
-            info.mtime = now
-            tar.addfile(info)
         for path, (data, mode) in sorted(files.items()):
             info = tarfile.TarInfo(path.lstrip("/"))
             info.size = len(data)
             info.mode = mode
+            info.uid, info.gid = NODE_UID, NODE_GID
             info.mtime = content_mtime(data)
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()

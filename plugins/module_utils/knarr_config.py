@@ -59,8 +59,21 @@ def _merge(base, override):
     return base
 
 
+# Where a real knarr node would otherwise reach out on its own: the Solana RPC of its wallet balance loop
+# (``[token] rpc_url``, empty = a public default).  Pointed at the discard port on loopback, it fails at once.
+NO_RPC_URL = "http://127.0.0.1:9"
+
+
 def build_config(spec, ip):
-    """knarr.toml as data for a normalised node (node_spec.normalize_node) and its allocated address."""
+    """knarr.toml as data for a normalised node (node_spec.normalize_node) and its allocated address.
+
+    Written for knarr v0.57 (``cli/config_schema.py``, ``cli/main.py``, ``dht/node.py``): the node port
+    speaks TLS with a certificate made from the node's seed (``[node] tls``, and ``tls_required`` so a node
+    without one refuses to start rather than fall back to plain TCP); ``advertise_host`` is always the
+    node's address (without it a node bound to 0.0.0.0 asks public services for its IP); the bootstrap list
+    is always written (empty unless the fleet names its own peers); auto-upgrade, UPnP and the wallet's RPC
+    are off, so nothing makes a node dial the internet.
+    """
     label = spec["label"]
     config = {
         "node": {
@@ -70,9 +83,13 @@ def build_config(spec, ip):
             "sidecar_port": spec["sidecar_port"],
             "storage": "node.db",
             "jurisdiction": spec["jurisdiction"],
+            "tls": True,
+            "tls_required": True,
+            "auto_upgrade": False,
         },
         "cockpit": {"port": spec["cockpit_port"], "bind": spec["cockpit_bind"]},
         "network": {"bootstrap": list(spec["bootstrap"]), "upnp": bool(spec["upnp"])},
+        "token": {"rpc_url": NO_RPC_URL},
         "policy": {"initial_credit": spec["initial_credit"], "min_balance": spec["min_balance"]},
         "skills": {
             "echo": {

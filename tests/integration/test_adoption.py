@@ -69,7 +69,8 @@ def test_an_original_fleet_is_adopted_without_losing_the_nodes_identity(fleet):
     old_id = _original_node(seed)
     write = ("import sqlite3; c = sqlite3.connect('/opt/knarr/node.db'); "
              "c.execute('CREATE TABLE ledger (entry TEXT)'); c.execute(\"INSERT INTO ledger VALUES ('e1')\"); c.commit()")
-    assert CLIENT.containers.get(old_id).exec_run(["python3", "-c", write]).exit_code == 0
+    # The node's own data in its node.db; as root, who owns the files the original skill's `docker cp` put in.
+    assert CLIENT.containers.get(old_id).exec_run(["python3", "-c", write], user="root").exit_code == 0
 
     fleet.set_hosts({"it-o": {"knarr_node_location": "lab"}, "it-n": {}})
     before = fleet.snapshot()

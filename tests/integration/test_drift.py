@@ -38,31 +38,37 @@ MARK = "drifttest"
 PORT = 9010
 HOUR = 3600.0
 
-# A minimal knarr node port: answers status with $NODE_ID and echoes the echo skill's input.
+# A knarr node with the identity of $NODE_SEED: the image's own peer, started on a config written here
+# (as the image's user, in /tmp), so the drift probe meets a node that signs as that identity.
 FAKE_NODE = r"""
-import json, os, socketserver
-NODE_ID = os.environ["NODE_ID"]
-class Handler(socketserver.StreamRequestHandler):
-    def handle(self):
-        for line in self.rfile:
-            req = json.loads(line)
-            if req.get("op") == "status":
-                resp = {"ok": True, "node_id": NODE_ID}
-            elif req.get("op") == "call" and req.get("skill") == "echo":
-                resp = {"ok": True, "output": req.get("input")}
-            else:
-                resp = {"ok": False, "error": "unknown op"}
-            self.wfile.write((json.dumps(resp) + "\n").encode())
-class Server(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-Server(("0.0.0.0", %d), Handler).serve_forever()
+import os, sqlite3
+d = "/tmp/node"
+os.makedirs(d + "/skills", exist_ok=True)
+db = sqlite3.connect(d + "/node.db")
+db.execute("CREATE TABLE IF NOT EXISTS node_identity (key_bytes BLOB)")
+db.execute("DELETE FROM node_identity")
+db.execute("INSERT INTO node_identity VALUES (?)", (bytes.fromhex(os.environ["NODE_SEED"]),))
+db.commit()
+db.close()
+with open(d + "/skills/echo.py", "w") as f:
+    f.write("async def handle(input_data):\n    return {'text': input_data['text']}\n")
+with open(d + "/knarr.toml", "w") as f:
+    f.write('[node]\nhost = "0.0.0.0"\nport = %d\n[skills.echo]\nhandler = "skills/echo.py:handle"\nprice = 0\n')
+os.execvp("knarr", ["knarr", "serve", "--config", d + "/knarr.toml"])
 """ % PORT
 SLEEP = ["python3", "-c", "import time; time.sleep(1e6)"]
 
 
+def seed(char):
+    """A test identity per letter (throw-away seeds: these nodes live on a test network only)."""
+    return hashlib.sha256(("drifttest-" + char).encode()).digest()
+
+
 def node_id(char):
-    return char * 64
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    public = Ed25519PrivateKey.from_private_bytes(seed(char)).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return hashlib.sha256(public).hexdigest()
 
 
 def digest(path):
@@ -203,17 +209,17 @@ def drift_fleet(engine, tmp_path_factory):
         db, POOL, ["drifttest-%s" % c for c in "abcdefghnstuz"], past={"drifttest-f", "drifttest-s", "drifttest-t"}
     ).items()}
 
-    def server(c, nid, addr=None, registry=db):
+    def server(c, identity, addr=None, registry=db):
         return _container(api, "drifttest-" + c, addr or ip[c], registry, ["python3", "-c", FAKE_NODE],
-                          env={"NODE_ID": nid})
+                          env={"NODE_SEED": seed(identity).hex()})
 
     def sleeper(c, addr=None, registry=db, **kw):
         return _container(api, "drifttest-" + c, addr or ip[c], registry, SLEEP, **kw)
 
-    ids = dict(a=server("a", node_id("a")), b=sleeper("b"), c=server("c", node_id("c"), "172.31.250.30"))
+    ids = dict(a=server("a", "a"), b=sleeper("b"), c=server("c", "c", "172.31.250.30"))
     api.stop(ids["b"], timeout=0)
-    ids.update(f=sleeper("f"), g=sleeper("g"), h=server("h", node_id("9")), x=sleeper("x", "172.31.250.40"),
-               y=sleeper("y", "172.31.250.41", registry=other), u=server("u", node_id("u"), registry=None),
+    ids.update(f=sleeper("f"), g=sleeper("g"), h=server("h", "9"), x=sleeper("x", "172.31.250.40"),
+               y=sleeper("y", "172.31.250.41", registry=other), u=server("u", "u", registry=None),
                t=sleeper("t", registry=None, start=False), v=sleeper("v", "172.31.250.42", registry=None),
                w=_container(api, "drifttest-w", None, None, SLEEP, network="none"),
                z=sleeper("z", registry=other))

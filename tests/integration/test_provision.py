@@ -1,16 +1,21 @@
 """Provisioning end to end: check mode changes nothing, a second run changes nothing, growth adds only the new."""
 import json
 import os
-import socket
 import subprocess
+import sys
 
 from conftest import CLIENT, ROOT, VENV_BIN
 
+sys.path.insert(0, os.path.join(ROOT, "collections"))
+from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_wire  # noqa: E402
+
 
 def _echo(ip, port=9010):
-    with socket.create_connection((ip, port), timeout=5) as s, s.makefile("rb") as fh:
-        s.sendall(b'{"op":"call","skill":"echo","input":{"text":"hello"}}\n')
-        return json.loads(fh.readline())
+    """The echo skill, called in knarr's own protocol (TLS, signed); returns (status, output) if signed."""
+    with knarr_wire.connect(ip, port, timeout=5) as conn:
+        reply = conn.call_skill("echo", {"text": "hello"})
+    assert reply["type"] == "TASK_RESULT" and knarr_wire.verify(reply), reply
+    return reply["status"], reply["output_data"]
 
 
 def test_check_mode_on_nothing_creates_nothing(fleet):
@@ -36,7 +41,7 @@ def test_provision_idempotence_check_mode_and_expansion(fleet):
     assert all(r["status"] == "online" for r in rows.values())
     assert {k: c["ip"] for k, c in before["containers"].items()} == {k: r["ip"] for k, r in rows.items()}
     for row in rows.values():
-        assert _echo(row["ip"]) == {"ok": True, "output": {"text": "hello"}}
+        assert _echo(row["ip"]) == ("completed", {"text": "hello"})
 
     # A second run changes nothing.
     again = fleet.play("provision.yml")

@@ -2,7 +2,8 @@
 """Look at one knarr node from outside, independently of the collection's code.
 
 Reads the registry row with sqlite3, the container with `docker inspect`, copies node.db out with
-`docker cp` and derives the node id itself, then talks to the node over TCP. Prints JSON.
+`docker cp` and derives the node id itself, then talks to the node in knarr v0.57's protocol with a
+client of its own (below, not the collection's): TLS, a signed HEARTBEAT, a signed echo call.  Prints JSON.
 usage: check_node.py REGISTRY LABEL NETWORK PORT
 """
 import hashlib
@@ -10,12 +11,46 @@ import json
 import os
 import socket
 import sqlite3
+import ssl
+import struct
 import subprocess
 import sys
 import tempfile
+import time
+import uuid
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+UNSIGNED = {"hops", "ephemeral", "load", "sidecar_port", "version", "min_protocol_version", "mode", "peer_count",
+            "batch_seq", "encryption_key", "receipt", "provider_host", "provider_port", "wallet", "has_wallet",
+            "jurisdiction"}
+KEY = Ed25519PrivateKey.generate()
+PUB = KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+ME = hashlib.sha256(bytes.fromhex(PUB)).hexdigest()
+
+
+def canonical(msg):
+    return json.dumps(dict({k: v for k, v in msg.items() if k not in UNSIGNED}, signature=""), sort_keys=True,
+                      separators=(",", ":")).encode()
+
+
+def exchange(sock, msg):
+    msg = dict(msg, msg_id=str(uuid.uuid4()), public_key=PUB, signature="")
+    msg["signature"] = KEY.sign(canonical(msg)).hex()
+    body = json.dumps(msg).encode()
+    sock.sendall(struct.pack(">I", len(body)) + body)
+    data = b""
+    while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise SystemExit("node closed the connection without answering %s" % msg["type"])
+        data += chunk
+    reply = json.loads(data[4:4 + struct.unpack(">I", data[:4])[0]])
+    Ed25519PublicKey.from_public_bytes(bytes.fromhex(reply["public_key"])).verify(
+        bytes.fromhex(reply["signature"]), canonical(reply))  # raises on a bad signature
+    return reply
 
 registry, label, network, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 name = "fenrir-" + label
@@ -42,12 +77,21 @@ with tempfile.TemporaryDirectory() as tmp:
     out["injected_node_id"] = hashlib.sha256(public).hexdigest()
 
 token = "verify-" + os.urandom(4).hex()
-with socket.create_connection((out["ip"], port), timeout=5) as sock, sock.makefile("rb") as fh:
-    sock.sendall(b'{"op": "status"}\n')
-    status = json.loads(fh.readline())
-    sock.sendall((json.dumps({"op": "call", "skill": "echo", "input": {"text": token}}) + "\n").encode())
-    echo = json.loads(fh.readline())
-out["reported_node_id"] = status.get("node_id")
-out["reported_label"] = status.get("label")
-out["echo_ok"] = echo.get("ok") is True and echo.get("output") == {"text": token}
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+with ctx.wrap_socket(socket.create_connection((out["ip"], port), timeout=5)) as sock:
+    cert_key = x509.load_der_x509_certificate(sock.getpeercert(binary_form=True)).public_key()
+    heartbeat = exchange(sock, {"type": "HEARTBEAT", "node_id": ME, "timestamp": time.time(), "version": "0.57.0",
+                                "min_protocol_version": "", "punchhole_epoch": 0})
+    host, local_port = sock.getsockname()[:2]
+    task = str(uuid.uuid4())
+    echo = exchange(sock, {"type": "TASK_REQUEST", "task_id": task, "requester_node_id": ME, "requester_host": host,
+                           "requester_port": local_port, "skill_name": "echo", "input_data": {"text": token},
+                           "timeout_ms": 5000, "mode": "sync", "target_identity": "", "uri": ""})
+out["reported_node_id"] = hashlib.sha256(bytes.fromhex(heartbeat["public_key"])).hexdigest()
+out["heartbeat_node_id"] = heartbeat.get("node_id")
+out["reported_version"] = heartbeat.get("version")
+out["cert_node_id"] = hashlib.sha256(cert_key.public_bytes(Encoding.Raw, PublicFormat.Raw)).hexdigest()
+out["echo_ok"] = (echo.get("type") == "TASK_RESULT" and echo.get("task_id") == task and echo.get("status") == "completed"
+                  and echo.get("output_data") == {"text": token} and echo.get("public_key") == heartbeat["public_key"])
 print(json.dumps(out))

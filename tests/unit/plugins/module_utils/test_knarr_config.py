@@ -26,7 +26,7 @@ HOSTILE = [
     "a = 1",
     "",
 ]
-EXPECTED_TABLES = {"node", "cockpit", "network", "policy", "skills", "fenrir"}
+EXPECTED_TABLES = {"node", "cockpit", "network", "token", "policy", "skills", "fenrir"}
 
 
 def spec(**kw):
@@ -48,15 +48,34 @@ def test_default_config_round_trips_and_has_the_knarr_layout():
     text, parsed = render_and_parse(config)
     assert parsed == config
     assert parsed["node"] == dict(host="0.0.0.0", port=9010, advertise_host="172.21.0.10", sidecar_port=9011,
-                                  storage="node.db", jurisdiction="eu")
+                                  storage="node.db", jurisdiction="eu", tls=True, tls_required=True,
+                                  auto_upgrade=False)
     assert parsed["cockpit"] == dict(port=8080, bind="127.0.0.1")
     assert parsed["network"] == dict(bootstrap=["boot.example:9000"], upnp=False)
+    assert parsed["token"] == dict(rpc_url="http://127.0.0.1:9")
     assert parsed["policy"] == dict(initial_credit=100000.0, min_balance=-100000.0)
     assert parsed["peer_overrides"] == {"0123456789abcdef": "172.21.0.1:9040"}
     echo = parsed["skills"]["echo"]
     assert echo["handler"] == "skills/echo.py:handle" and echo["price"] == 0.0
     assert echo["tags"] == ["echo", "fenrir"]
     assert echo["description"] == "Echo skill \u2014 proof of life for alpha"
+
+
+def test_nothing_in_the_default_config_makes_a_knarr_node_dial_out():
+    """knarr v0.57 reaches out on its own unless told not to: default bootstrap peers, public-IP detection
+    without advertise_host, UPnP, auto-upgrade, the wallet's RPC (cli/main.py, dht/node.py)."""
+    parsed = render_and_parse(kc.build_config(spec(), "172.21.0.10"))[1]
+    assert parsed["network"]["bootstrap"] == [] and parsed["network"]["upnp"] is False
+    assert parsed["node"]["advertise_host"] == "172.21.0.10"
+    assert parsed["node"]["auto_upgrade"] is False
+    assert parsed["token"]["rpc_url"].startswith("http://127.0.0.1:")
+    assert parsed["node"]["tls"] is True and parsed["node"]["tls_required"] is True
+    assert parsed["skills"]["echo"]["price"] == 0.0
+
+
+def test_config_overrides_can_turn_tls_off_for_an_old_peer():
+    parsed = render_and_parse(kc.build_config(spec(config_overrides={"node": {"tls": False}}), "172.21.0.10"))[1]
+    assert parsed["node"]["tls"] is False and parsed["node"]["tls_required"] is True
 
 
 @pytest.mark.parametrize("value", HOSTILE)
