@@ -58,7 +58,8 @@ import yaml  # noqa: E402  (from ansible-core's dependencies)
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident  # noqa: E402
 from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_config as kc  # noqa: E402
-from ansible_collections.fenrir.fleet.plugins.module_utils.containers import make_tar  # noqa: E402
+from ansible_collections.fenrir.fleet.plugins.module_utils.container_files import make_tar  # noqa: E402
+from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import normalize_node  # noqa: E402
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (  # noqa: E402
     APIError, NotFound, make_client)
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_probe import (  # noqa: E402
@@ -294,7 +295,7 @@ def fleet_group_vars():
 def node_material(label, ip, group_vars):
     """Everything one node needs, built with the collection's module_utils exactly as it does:
     spec -> knarr.toml (TOML writer), echo.py, node.db with a fresh identity."""
-    spec = kc.normalize_spec(dict(
+    spec = normalize_node(dict(
         label=label, ip=ip,
         provisioner_node_id=group_vars.get("knarr_node_provisioner_node_id"),
         bootstrap=list(group_vars.get("knarr_node_bootstrap") or []),

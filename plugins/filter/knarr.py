@@ -20,11 +20,13 @@ ROLE_ONLY = ("label", "state", "db_b64", "results")
 FLEET_SETTINGS = ("registry", "registry_key_file", "network", "subnet", "gateway", "pool_start", "pool_end",
                   "parallelism", "wait", "boot_timeout")
 STATES = ("present", "absent")
+# Role variables whose module option has another name.
+ROLE_FIELDS = dict(db_b64="node_db_b64")
 
 
 def _fail(host, name, message, label=None):
     who = "node %r (host %s)" % (label, host) if label is not None and label != host else "node %r" % host
-    raise AnsibleFilterError("%s, variable %s%s: %s" % (who, PREFIX, name, message))
+    raise AnsibleFilterError("%s, field %r (variable %s%s): %s" % (who, ROLE_FIELDS.get(name, name), PREFIX, name, message))
 
 
 def _check_fleet(settings, hosts):

@@ -25,7 +25,9 @@ class FleetError(Exception):
 
     def where(self):
         parts = []
-        if isinstance(self.label, (list, tuple)):  # several objects share the problem
+        if isinstance(self.label, (list, tuple)) and len(self.label) == 1:
+            parts.append("%s %r" % (self.kind, self.label[0]))
+        elif isinstance(self.label, (list, tuple)):  # several objects share the problem
             parts.append("%ss %s" % (self.kind, ", ".join(repr(label) for label in self.label)))
         elif self.label is not None:
             parts.append("%s %r" % (self.kind, self.label))

@@ -19,6 +19,7 @@ VENV_BIN = os.path.dirname(sys.executable)
 NETWORK = "fenrir-itest"
 SUBNET = "172.24.0.0/24"
 LABEL_PREFIX = "it-"
+FAULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "faults")
 
 try:
     import docker
@@ -41,6 +42,13 @@ def remove_leftovers():
     from docker.errors import NotFound
     for c in CLIENT.containers.list(all=True, filters={"label": "fenrir.fleet.role=knarr-node"}, ignore_removed=True):
         if c.labels.get("fenrir.fleet.label", "").startswith(LABEL_PREFIX):
+            try:
+                c.remove(force=True)
+            except NotFound:
+                pass
+    # Unlabelled containers named like a test node, as the original skill makes them (test_adoption).
+    for c in CLIENT.containers.list(all=True, filters={"name": "^fenrir-" + LABEL_PREFIX}, ignore_removed=True):
+        if not c.labels.get("fenrir.fleet.role"):
             try:
                 c.remove(force=True)
             except NotFound:
@@ -99,6 +107,8 @@ class Fleet:
                        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1",
                        PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
         environ.update(env or {})
+        if "FENRIR_FAULT_POINT" in environ:  # arm the fault injector (tests/integration/faults)
+            environ["PYTHONPATH"] = os.pathsep.join(p for p in (FAULTS_DIR, environ.get("PYTHONPATH")) if p)
         proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", self.inventory,
                                os.path.join(ROOT, "playbooks", playbook)] + list(args),
                               cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600)

@@ -16,6 +16,7 @@ import docker
 from conftest import CLIENT, NETWORK, SUBNET
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
 from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_config as kc
+from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import normalize_node
 
 IP = "172.24.0.50"
 
@@ -52,7 +53,7 @@ def _original_node(seed):
                                                   restart_policy={"Name": "unless-stopped"}, network_mode=NETWORK),
         networking_config=CLIENT.api.create_networking_config(
             {NETWORK: CLIENT.api.create_endpoint_config(ipv4_address=IP)}))
-    spec = kc.normalize_spec({"label": "it-o", "location": "lab"})
+    spec = normalize_node({"label": "it-o", "location": "lab"})
     files = kc.node_files(spec, IP)
     files[kc.CONFIG_DIR + "/node.db"] = (ident.build_node_db(seed), 0o600)
     CLIENT.api.put_archive(container["Id"], "/", _tar(files))
@@ -81,7 +82,7 @@ def test_an_original_fleet_is_adopted_without_losing_the_nodes_identity(fleet):
     rows = fleet.rows()
     assert rows["it-o"]["ip"] == IP and rows["it-o"]["node_id"] == node_id and rows["it-o"]["status"] == "online"
     assert rows["it-n"]["ip"] == "172.24.0.10"  # a new node does not take the adopted address
-    node = {n["label"]: n for n in result.task_result("address, limits and files")["nodes"]}["it-o"]
+    node = {n["label"]: n for n in result.task_result("made and started")["nodes"]}["it-o"]
     assert node["node_id"] == node_id and "keep node.db" in node["actions"], node  # recreated with its labels
     new = CLIENT.containers.get("fenrir-it-o")
     assert new.id != old_id and new.labels["fenrir.fleet.label"] == "it-o"

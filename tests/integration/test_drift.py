@@ -96,8 +96,8 @@ def adhoc(args, *flags):
 
 def status_playbook(db, *args, check=True):
     """playbooks/status.yml on ``db``; returns (process, the lines of its output, stripped of YAML quoting)."""
-    proc = run([VENV_BIN / "ansible-playbook", "playbooks/status.yml", "-e", "fenrir_registry=%s" % db,
-                "-e", "fenrir_network=%s" % NETWORK] + list(args), check=check)
+    proc = run([VENV_BIN / "ansible-playbook", "playbooks/status.yml", "-e", "knarr_node_registry=%s" % db,
+                "-e", "knarr_node_network=%s" % NETWORK] + list(args), check=check)
     return proc, [line.strip(" -'\"") for line in proc.stdout.splitlines()]
 
 
@@ -237,7 +237,7 @@ def drift_fleet(engine, tmp_path_factory):
 
 
 def status(fleet, **params):
-    return drift.fleet_status(dict(db=fleet["db"], network=NETWORK, **params), make_client)
+    return drift.fleet_status(dict(registry=fleet["db"], network=NETWORK, **params), make_client)
 
 
 def by_label(result):
@@ -282,7 +282,7 @@ def test_every_drift_is_reported(drift_fleet):
     def counting(params):
         clients.append(CountingClient(make_client(params)))
         return clients[0]
-    result = drift.fleet_status(dict(db=fleet["db"], network=NETWORK), counting)
+    result = drift.fleet_status(dict(registry=fleet["db"], network=NETWORK), counting)
     assert clients[0].calls == ["containers", "inspect_network"]  # however many nodes
     nodes = by_label(result)
     ip = {"drifttest-" + k: v for k, v in fleet["ip"].items()}
@@ -341,7 +341,7 @@ def test_every_drift_is_reported(drift_fleet):
     assert not [e for e in result["nodes"] if not e["label"].startswith("drifttest-")]  # other fleets ignored
 
     assert result["in_sync"] is False and result["changed"] is False and result["released"] == []
-    assert result["db"] == fleet["db"] and result["network"] == NETWORK
+    assert result["registry"] == fleet["db"] and result["network"] == NETWORK
     assert result["summary"] == dict(
         nodes=12, containers=10, ok=2, drifted=13, status_provisioning=4, stale_provisioning=2, status_failed=1,
         container_missing=5, stopped=2, address_differs=1, container_id_differs=1, not_answering=0,
@@ -388,7 +388,7 @@ def test_fleet_status_module_and_status_playbook(drift_fleet, tmp_path):
     fleet = drift_fleet
     before = digest(fleet["db"])
     proc = run([VENV_BIN / "ansible", "localhost", "--check", "-m", "fenrir.fleet.fleet_status",
-                "-a", "db=%s network=%s" % (fleet["db"], NETWORK)])
+                "-a", "registry=%s network=%s" % (fleet["db"], NETWORK)])
     assert "changed: false" in proc.stdout and "in_sync: false" in proc.stdout
 
     out = tmp_path / "status.json"
@@ -435,7 +435,7 @@ def test_fleet_status_module_and_status_playbook(drift_fleet, tmp_path):
 
 def test_unreadable_registry_is_a_clear_error(tmp_path):
     with pytest.raises(drift.DriftError, match="does not exist"):
-        drift.fleet_status(dict(db=str(tmp_path / "none.db")), make_client)
+        drift.fleet_status(dict(registry=str(tmp_path / "none.db")), make_client)
     assert not (tmp_path / "none.db").exists()
 
 
@@ -472,7 +472,7 @@ def stale_fleet(engine, tmp_path):
 
 def test_release_stale_module_check_diff_and_run(stale_fleet):
     db = stale_fleet["db"]
-    args = dict(db=db, network=NETWORK, release_stale=True)
+    args = dict(registry=db, network=NETWORK, release_stale=True)
     before, before_rows = digest(db), rows(db)
 
     planned = adhoc(args, "--check", "--diff")
@@ -539,13 +539,13 @@ def test_release_stale_from_the_status_playbook(stale_fleet):
 # --------------------------------------------------------------------------- audit playbook
 
 def test_fleet_audit_module_and_audit_playbook(audit_registry, sql_edit):
-    run([VENV_BIN / "ansible-playbook", "playbooks/audit.yml", "-e", "fenrir_registry=%s" % audit_registry])
+    run([VENV_BIN / "ansible-playbook", "playbooks/audit.yml", "-e", "knarr_node_registry=%s" % audit_registry])
     sql_edit(audit_registry, "UPDATE nodes SET status = 'online' WHERE label = 'alpha'")
-    proc = run([VENV_BIN / "ansible-playbook", "playbooks/audit.yml", "-e", "fenrir_registry=%s" % audit_registry],
+    proc = run([VENV_BIN / "ansible-playbook", "playbooks/audit.yml", "-e", "knarr_node_registry=%s" % audit_registry],
                check=False)
     assert proc.returncode == 2
     flat = " ".join(proc.stdout.split())
     assert "the audit chain of %s is broken: node 'alpha' differs from audit entry 1 in status" % audit_registry in flat
     proc = run([VENV_BIN / "ansible", "localhost", "-m", "fenrir.fleet.fleet_audit",
-                "-a", "db=%s fail_on_mismatch=false" % audit_registry])
+                "-a", "registry=%s fail_on_mismatch=false" % audit_registry])
     assert "ok: false" in proc.stdout and "label: alpha" in proc.stdout and "changed: false" in proc.stdout

@@ -22,7 +22,7 @@ def test_check_mode_on_nothing_creates_nothing(fleet):
     fleet.set_hosts({"it-a": {}, "it-b": {}})
     result = fleet.play("provision.yml", "--check", "--diff")
     assert result.changed() > 0  # it reports what it would do
-    planned = result.task_result("address, limits and files")
+    planned = result.task_result("made and started")
     assert sorted(n["ip"] for n in planned["nodes"]) == ["172.24.0.10", "172.24.0.11"]
     assert all(n["result"]["status"] == "dry_run" for n in planned["nodes"])
     assert fleet.containers() == {}
@@ -54,7 +54,7 @@ def test_provision_idempotence_check_mode_and_expansion(fleet):
     # Growth: two more hosts; only they are provisioned, the others keep address and container.
     fleet.set_hosts(dict(fleet.hosts, **{"it-d": {}, "it-e": {}}))
     grown = fleet.play("provision.yml")
-    nodes = {n["label"]: n for n in grown.task_result("address, limits and files")["nodes"]}
+    nodes = {n["label"]: n for n in grown.task_result("made and started")["nodes"]}
     assert {k for k, n in nodes.items() if n["changed"]} == {"it-d", "it-e"}
     after = fleet.containers()
     for label in ("it-a", "it-b", "it-c"):
@@ -70,7 +70,7 @@ def test_drift_is_repaired(fleet):
     container.exec_run(["sh", "-c", "echo '# edited' >> /opt/knarr/knarr.toml"])
     container.stop(timeout=2)
     result = fleet.play("provision.yml")
-    node = result.task_result("address, limits and files")["nodes"][0]
+    node = result.task_result("made and started")["nodes"][0]
     assert "put knarr.toml" in node["actions"] and "start" in node["actions"], node
     assert fleet.rows()["it-a"]["status"] == "online"
     assert fleet.play("provision.yml").changed() == 0
@@ -163,7 +163,7 @@ def test_a_recreated_node_keeps_its_node_db(fleet):
 
     fleet.set_hosts({"it-a": {"knarr_node_memory": "128m"}})
     result = fleet.play("provision.yml")
-    node = result.task_result("address, limits and files")["nodes"][0]
+    node = result.task_result("made and started")["nodes"][0]
     assert "keep node.db" in node["actions"] and any(a.startswith("remove (memory") for a in node["actions"]), node
     new = cli.containers.get("fenrir-it-a")
     assert new.id != old.id and new.attrs["HostConfig"]["Memory"] == 128 * 2 ** 20

@@ -41,14 +41,14 @@ def test_unset_settings_are_left_to_the_module_defaults():
 def test_labels_must_be_unique_and_safe():
     with pytest.raises(AnsibleFilterError, match="hosts h1 and h2 share knarr_node_label beta"):
         plan({"h1": {"label": "beta"}, "h2": {"label": "beta"}})
-    with pytest.raises(AnsibleFilterError, match=r"node 'Bad_Label' \(host h1\), variable knarr_node_label"):
+    with pytest.raises(AnsibleFilterError, match=r"node 'Bad_Label' \(host h1\), field 'label' \(variable knarr_node_label\)"):
         plan({"h1": {"label": "Bad_Label"}})
 
 
 def test_states_split_the_hosts_per_host():
     got = plan({"a": {}, "b": {"state": "absent"}, "c": {}})
     assert [n["label"] for n in got["present"]] == ["a", "c"] and got["absent"] == ["b"]
-    with pytest.raises(AnsibleFilterError, match=r"node 'b', variable knarr_node_state: 'gone'"):
+    with pytest.raises(AnsibleFilterError, match=r"node 'b', field 'state' \(variable knarr_node_state\): 'gone'"):
         plan({"a": {}, "b": {"state": "gone"}})
 
 
@@ -65,23 +65,23 @@ def test_given_identities_are_validated_never_shared_never_shown():
     assert got["registry"][0] == dict(label="a", node_db_b64=b64(seed)) and got["registry"][1] == dict(label="b")
     with pytest.raises(AnsibleFilterError) as bad:
         plan({"a": {}, "b": {"db_b64": base64.b64encode(b"nope").decode()}})
-    assert "node 'b', variable knarr_node_db_b64" in str(bad.value)
+    assert "node 'b', field 'node_db_b64' (variable knarr_node_db_b64)" in str(bad.value)
     with pytest.raises(AnsibleFilterError) as shared:
         plan({"a": {"db_b64": b64(seed)}, "b": {"db_b64": b64(seed)}})
     message = str(shared.value)
-    assert "node 'b', variable knarr_node_db_b64" in message and node_id_from_seed(seed) in message
+    assert "node 'b', field 'node_db_b64'" in message and node_id_from_seed(seed) in message
     assert seed.hex() not in message and b64(seed) not in message
 
 
 @pytest.mark.parametrize("name, value", [("memory", "lots"), ("port", 0), ("port", "many"), ("bootstrap", ["x"]),
                                          ("restart_policy", "sometimes"), ("provisioner_node_id", "XYZ")])
 def test_a_bad_setting_names_the_node_the_host_and_the_variable(name, value):
-    with pytest.raises(AnsibleFilterError, match=r"^node 'beta' \(host b\), variable knarr_node_%s: " % name):
+    with pytest.raises(AnsibleFilterError, match=r"^node 'beta' \(host b\), field '%s' \(variable knarr_node_%s\): " % (name, name)):
         plan({"a": {}, "b": {"label": "beta", name: value}})
 
 
 def test_an_unknown_variable_is_refused():
-    with pytest.raises(AnsibleFilterError, match=r"node 'a', variable knarr_node_memroy: not a variable"):
+    with pytest.raises(AnsibleFilterError, match=r"node 'a', field 'memroy' \(variable knarr_node_memroy\): not a variable"):
         plan({"a": {"memroy": "1g"}})
 
 
