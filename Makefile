@@ -28,6 +28,7 @@ $(STAMP): requirements.txt constraints.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	@scripts/link-collection
 	@touch $@
 
 venv: $(STAMP)

@@ -1,14 +1,18 @@
 """Make the collection importable as ``ansible_collections.fenrir.fleet``.
 
-``collections/ansible_collections/fenrir/fleet`` is a link back to the repository root, so putting the
-``collections`` directory of this checkout on sys.path is enough; the path is derived from this file.
+``collections/ansible_collections/fenrir/fleet`` is a link back to the repository root (made by
+scripts/link-collection, not tracked), so putting the ``collections`` directory of this checkout on sys.path is
+enough; the path is derived from this file.
 """
 
 import os
+import subprocess
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS_DIR = os.path.join(REPO_ROOT, "collections")
+if not os.path.exists(os.path.join(COLLECTIONS_DIR, "ansible_collections", "fenrir", "fleet")):
+    subprocess.run([os.path.join(REPO_ROOT, "scripts", "link-collection")], check=True)
 
 if COLLECTIONS_DIR not in sys.path:
     sys.path.insert(0, COLLECTIONS_DIR)
