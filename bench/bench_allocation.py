@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Cost of ONE address allocation in the fleet registry, as the registry grows.
 
 One allocation = Registry.ensure() of a new label inside one BEGIN IMMEDIATE transaction (the
@@ -191,7 +190,7 @@ def stats(times):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--case-samples", type=int, default=20,
                         help="samples of the new-pool and reuse cases")
@@ -228,7 +227,7 @@ def main():
             if SCHEMA_VERSION >= 4:
                 downgrade_to_schema_3(reg.path, pool)
                 t, migrated = timed(lambda: Registry(reg.path, actor="bench"))
-                t_first, _ = timed(lambda: allocate(migrated, "after-migration", pool))
+                t_first, dummy = timed(lambda: allocate(migrated, "after-migration", pool))
                 migrated.close()
                 line += "; migration from schema 3 %s (once), first allocation after it %s" % (fmt(t), fmt(t_first))
             print(line)

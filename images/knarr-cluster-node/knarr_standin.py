@@ -563,7 +563,7 @@ def load_skills(cfg, node_id):
     config_dir = os.path.abspath(cfg["dir"])
     for name in sorted(cfg["skills"]):
         spec = cfg["skills"][name]
-        rel, _, func_name = spec["handler"].rpartition(":")
+        rel, dummy, func_name = spec["handler"].rpartition(":")
         if not rel:
             rel, func_name = spec["handler"], "handle"
         path = os.path.abspath(os.path.join(config_dir, rel))
@@ -759,7 +759,7 @@ class Node(object):
             return self._failed(msg, "DUPLICATE_REQUEST", "Request already processed")
         self.seen_requests[msg["msg_id"]] = True
         if len(self.seen_requests) > MAX_TASK_DEDUP:
-            for _ in range(MAX_TASK_DEDUP // 2):
+            for dummy in range(MAX_TASK_DEDUP // 2):
                 self.seen_requests.popitem(last=False)
 
         skill_name = str(msg["skill_name"]).lower()
@@ -1051,7 +1051,7 @@ def cmd_health(config_path):
 
     try:
         cfg = load_config(config_path, warnings=False)
-        seed, _ = load_identity(cfg["storage"], create=False)
+        seed, dummy = load_identity(cfg["storage"], create=False)
         own = Keys(seed).node_id
         del seed
     except Refuse as e:

@@ -26,7 +26,7 @@ description:
     another schema version than the collection's is refused with a message saying how to migrate it.
   - The inventory file's name must end in C(fleet.yml) or C(fleet.yaml).
 author:
-  - fenrir.fleet maintainers
+  - Fenrir Fleet Maintainers (@fenrir-fleet)
 extends_documentation_fragment:
   - constructed
 options:
@@ -35,11 +35,12 @@ options:
     type: str
     required: true
     choices: [fenrir.fleet.fleet]
-  db:
+  registry:
     description:
       - Path of the fleet registry, C(fleet.db). A relative path is relative to the inventory file's directory.
     type: str
     required: true
+    aliases: [db]
   include_destroyed:
     description: Also list destroyed nodes (in the group C(fleet_status_destroyed), without C(ansible_host)).
     type: bool
@@ -58,13 +59,13 @@ seealso:
 EXAMPLES = r"""
 # inventories/registry.fleet.yml -- every node of this checkout's registry
 plugin: fenrir.fleet.fleet
-db: ../state/fleet.db
+registry: ../state/fleet.db
 
 ---
 # With the constructed features: group by provider, a variable composed from registry fields,
 # and a group of the nodes that have no identity yet.
 plugin: fenrir.fleet.fleet
-db: /var/lib/fenrir/fleet.db
+registry: /var/lib/fenrir/fleet.db
 include_destroyed: true
 strict: true
 compose:
@@ -99,7 +100,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         return super().verify_file(path) and path.endswith(("fleet.yml", "fleet.yaml"))
 
     def _db_path(self, inventory_path):
-        db = os.path.expanduser(self.get_option("db"))
+        db = os.path.expanduser(self.get_option("registry"))
         if not os.path.isabs(db):
             db = os.path.join(os.path.dirname(os.path.abspath(inventory_path)), db)
         return os.path.normpath(db)

@@ -25,6 +25,11 @@ from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
 
+# The SDK's exceptions are the ones every Docker-facing module catches; importing them from here keeps modules
+# importable (and their errors clear) without the SDK.
+__all__ = ("APIError", "DOCKER_COMMON_ARGS", "DockerException", "DockerOptionsError", "HAS_DOCKER", "NotFound",
+           "connection_params", "docker_argument_spec", "make_client", "require_docker")
+
 try:
     import docker
     from docker.errors import APIError, DockerException, NotFound
@@ -113,8 +118,8 @@ def connection_params(params, environ=None):
     parsed = urlparse(base_url)
     if parsed.scheme not in SCHEMES:
         raise DockerOptionsError("%r: only unix://, tcp:// and https:// addresses are accepted (http:// and others "
-                               "would carry node identities in clear or are not supported)" % (base_url,),
-                               field="docker_host")
+                                 "would carry node identities in clear or are not supported)" % (base_url,),
+                                 field="docker_host")
     verify = params.get("validate_certs")
     if verify is None:
         verify = env.get("DOCKER_TLS_VERIFY", "") != ""
@@ -125,8 +130,8 @@ def connection_params(params, environ=None):
         given = [o for o in TLS_OPTIONS if params.get(o)]
         if use_tls or given:
             raise DockerOptionsError("%s is a Unix socket: TLS options (%s) need a tcp:// or https:// address"
-                                   % (base_url, ", ".join(given) or "DOCKER_TLS / DOCKER_TLS_VERIFY"),
-                                   field=(given or ["docker_host"])[0])
+                                     % (base_url, ", ".join(given) or "DOCKER_TLS / DOCKER_TLS_VERIFY"),
+                                     field=(given or ["docker_host"])[0])
         return dict(base_url=base_url, tls=False, timeout=_given(params, "timeout", env), warnings=warnings)
     if not parsed.hostname or not parsed.port:
         raise DockerOptionsError("%r needs a host and a port (tcp://ADDRESS:2376)" % (base_url,), field="docker_host")
@@ -156,7 +161,7 @@ def connection_params(params, environ=None):
     )
     if verify and not tls["ca_cert"]:
         raise DockerOptionsError("validate_certs is set but no CA was given (ca_path, or ca.pem in DOCKER_CERT_PATH)",
-                               field="ca_path")
+                                 field="ca_path")
     if bool(tls["client_cert"]) != bool(tls["client_key"]):
         raise DockerOptionsError("client_cert and client_key must be given together", field="client_cert")
     if not verify:

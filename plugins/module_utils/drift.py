@@ -278,7 +278,7 @@ def compare(nodes, containers, registry_path, now=None, stale_after=DEFAULT_STAL
             if not running:
                 found.append("stopped")
             if not container["on_network"] or (container["ip"] != node["ip"]
-                                                and (container["ip"] is not None or running)):
+                                               and (container["ip"] is not None or running)):
                 found.append("address differs")
             if node.get("container_id") and container["id"] != node["container_id"]:
                 found.append("container id differs")
@@ -431,7 +431,7 @@ def fleet_status(params, make_client, check_mode=False):
     if params.get("release_stale"):
         stale = [e["label"] for e in entries if _is_node(e) and "stale provisioning" in e["drift"]]
         released, before, after, records = release_stale(db, nodes, stale, stale_after, now=now,
-                                                          check_mode=check_mode)
+                                                         check_mode=check_mode)
         if records:
             nodes = [records.get(n["label"], n) for n in nodes]
             entries = compare(nodes, containers, db, now=now, stale_after=stale_after)

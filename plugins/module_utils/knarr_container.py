@@ -260,7 +260,7 @@ def _removal_result(names, outcome, records, check_mode, diff):
     result = dict(changed=bool(before), nodes=nodes, failed_nodes=[n["label"] for n in failed],
                   msg="; ".join("%s: %s" % (n["label"], n["error"]) for n in failed) or
                   "%d containers removed, %d records destroyed" % (sum(n["removed"] for n in nodes),
-                                                                    sum(n["destroyed"] for n in nodes)))
+                                                                   sum(n["destroyed"] for n in nodes)))
     if diff:
         result["diff"] = dict(before=before, after=after)
     return result

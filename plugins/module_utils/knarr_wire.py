@@ -39,9 +39,15 @@ import struct
 import time
 import uuid
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+try:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    HAS_CRYPTOGRAPHY = True
+except ImportError:  # modules say so before they get here (module_runner, REQUIREMENTS)
+    HAS_CRYPTOGRAPHY = False
+    InvalidSignature = ValueError
+    Ed25519PrivateKey = Ed25519PublicKey = Encoding = PublicFormat = None
 
 #: The knarr version whose wire format this module speaks (announced in our HEARTBEAT).
 PROTOCOL_VERSION = "0.57.0"

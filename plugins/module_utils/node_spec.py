@@ -104,7 +104,7 @@ def _port(node, field, allow_zero=True):
 def check_hostport(label, field, value):
     if not isinstance(value, str) or ":" not in value:
         raise SpecError(label, field, "%r is not host:port" % (value,))
-    host, _, port = value.rpartition(":")
+    host, dummy, port = value.rpartition(":")
     if not host or not port.isdecimal() or not 0 < int(port) < 65536 or any(c in host for c in " \t\r\n\"'[]"):
         raise SpecError(label, field, "%r is not host:port" % (value,))
     return value

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from conftest import CLIENT, NETWORK, ROOT, VENV_BIN, remove_leftovers
+from conftest import NETWORK, ROOT, VENV_BIN, remove_leftovers
 from ansible_collections.fenrir.fleet.plugins.module_utils import (
     fleet_network, fleet_registry, identity, knarr_container, knarr_image)
 from ansible_collections.fenrir.fleet.plugins.plugin_utils.in_process import InProcessModuleAction
@@ -44,7 +44,7 @@ def as_module(logic, args, tmp_path, check_mode=False, diff=False):
         args, _ansible_check_mode=check_mode, _ansible_diff=diff, _ansible_module_name="fenrir.fleet." + logic.NAME)}))
     module = "ansible_collections.fenrir.fleet.plugins.modules.%s" % logic.NAME
     proc = subprocess.run([sys.executable, "-m", module, str(argfile)], cwd=str(tmp_path), capture_output=True,
-                          text=True, timeout=120, env=dict(os.environ, PYTHONPATH=COLLECTIONS_DIR))
+                          text=True, timeout=120, env=dict(os.environ, PYTHONPATH=COLLECTIONS_DIR), check=False)
     return json.loads(proc.stdout)
 
 
@@ -180,7 +180,7 @@ def test_the_tasks_environment_reaches_the_module_in_the_worker(tmp_path):
       failed_when: "'127.0.0.1:1' not in unreachable.msg"
 """ % registry)
     proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), str(playbook)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg")))
+                          text=True, timeout=300, env=dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg")), check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     conn = sqlite3.connect(str(registry))
     try:

@@ -37,7 +37,7 @@ def test_provision_idempotence_check_mode_and_expansion(fleet):
     before = fleet.snapshot()
     rows = fleet.rows()
     assert {k: v["ip"] for k, v in rows.items()} == {"it-a": "172.24.0.10", "it-b": "172.24.0.11",
-                                                      "it-c": "172.24.0.200"}
+                                                     "it-c": "172.24.0.200"}
     assert all(r["status"] == "online" for r in rows.values())
     assert {k: c["ip"] for k, c in before["containers"].items()} == {k: r["ip"] for k, r in rows.items()}
     for row in rows.values():
@@ -100,7 +100,7 @@ def test_each_host_keeps_its_own_settings_and_state(fleet):
     fleet.play("provision.yml")
     rows = fleet.rows()
     assert {k: v["ip"] for k, v in rows.items()} == {"it-a": "172.24.0.200", "it-b": "172.24.0.10",
-                                                      "it-c": "172.24.0.11"}
+                                                     "it-c": "172.24.0.11"}
     memory = {label: cli.containers.get("fenrir-" + label).attrs["HostConfig"]["Memory"] for label in rows}
     assert memory == {"it-a": 128 * 2 ** 20, "it-b": 256 * 2 ** 20, "it-c": 256 * 2 ** 20}
     before = fleet.containers()
@@ -147,7 +147,7 @@ def _env():
 def _registry_inventory(fleet, extra=""):
     path = os.path.join(fleet.dir, "registry.fleet.yml")
     with open(path, "w") as fh:
-        fh.write("plugin: fenrir.fleet.fleet\ndb: %s\n%s" % (fleet.registry, extra))
+        fh.write("plugin: fenrir.fleet.fleet\nregistry: %s\n%s" % (fleet.registry, extra))
     return path
 
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Look at one knarr node from outside, independently of the collection's code.
 
 Reads the registry row with sqlite3, the container with `docker inspect`, copies node.db out with
@@ -51,6 +50,7 @@ def exchange(sock, msg):
     Ed25519PublicKey.from_public_bytes(bytes.fromhex(reply["public_key"])).verify(
         bytes.fromhex(reply["signature"]), canonical(reply))  # raises on a bad signature
     return reply
+
 
 registry, label, network, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 name = "fenrir-" + label

@@ -73,7 +73,7 @@ def test_each_host_gets_what_ansible_gives_it(tmp_path):
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
                            str(tmp_path / "play.yml"), "-e", "out=%s" % tmp_path, "-e", "knarr_node_pids_limit=77"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     plan = {n["label"]: n for n in json.loads((tmp_path / "plan.json").read_text())}
     assert set(plan) == {"h1", "beta", "h3"}

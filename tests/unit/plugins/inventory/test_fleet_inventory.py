@@ -24,7 +24,7 @@ POOL = Pool("172.31.251.0/24", "172.31.251.1", "172.31.251.10", "172.31.251.20")
 def run_inventory(source, *args, check=True, env=None):
     full_env = dict(os.environ, ANSIBLE_NOCOLOR="1", **(env or {}))
     proc = subprocess.run([str(ANSIBLE_INVENTORY), "-i", str(source), *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, env=full_env, timeout=120)
+                          capture_output=True, text=True, env=full_env, timeout=120, check=False)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -118,7 +118,7 @@ def test_hosts_vars_and_groups(registry, tmp_path):
 def test_include_destroyed_and_constructed(registry, tmp_path):
     source = write_source(tmp_path, f"""\
         plugin: fenrir.fleet.fleet
-        db: {registry}
+        registry: {registry}
         include_destroyed: true
         strict: true
         compose:
@@ -156,7 +156,7 @@ def test_include_destroyed_and_constructed(registry, tmp_path):
 def test_strict_compose_error_fails(registry, tmp_path):
     source = write_source(tmp_path, f"""\
         plugin: fenrir.fleet.fleet
-        db: {registry}
+        registry: {registry}
         strict: true
         compose:
           broken: fleet_no_such_field.x
@@ -169,7 +169,7 @@ def test_strict_compose_error_fails(registry, tmp_path):
 def test_only_fleet_files_are_claimed(registry, tmp_path):
     source = write_source(tmp_path, f"""\
         plugin: fenrir.fleet.fleet
-        db: {registry}
+        registry: {registry}
         """, name="inventory.yml")
     proc = run_inventory(source, "--list", check=False, env={"ANSIBLE_INVENTORY_UNPARSED_FAILED": "1"})
     assert proc.returncode != 0
@@ -179,7 +179,7 @@ def test_only_fleet_files_are_claimed(registry, tmp_path):
 def test_missing_registry_is_reported(tmp_path):
     source = write_source(tmp_path, """\
         plugin: fenrir.fleet.fleet
-        db: nowhere/fleet.db
+        registry: nowhere/fleet.db
         """)
     proc = run_inventory(source, "--list", check=False, env={"ANSIBLE_INVENTORY_UNPARSED_FAILED": "1"})
     assert proc.returncode != 0
@@ -198,7 +198,7 @@ def test_other_schema_version_is_refused_not_migrated(tmp_path):
     before = digest(db)
     source = write_source(tmp_path, """\
         plugin: fenrir.fleet.fleet
-        db: fleet.db
+        registry: fleet.db
         """)
     proc = run_inventory(source, "--list", check=False, env={"ANSIBLE_INVENTORY_UNPARSED_FAILED": "1"})
     assert proc.returncode != 0
@@ -218,7 +218,7 @@ def test_registry_text_is_never_templated(tmp_path):
             reg.ensure(dict(label="alpha", location="{{ lookup('env', 'HOME') }}"), POOL)
     source = write_source(tmp_path, """\
         plugin: fenrir.fleet.fleet
-        db: fleet.db
+        registry: fleet.db
         compose:
           where: fleet_location
         """)

@@ -159,7 +159,7 @@ class Recorder:
         Recorder.made = kw
         Recorder.last = self
         self.api = SimpleNamespace(trust_env=True, mounts={}, version=lambda api_version=True: {"ApiVersion": "1.41"})
-        self.api.mount = lambda prefix, adapter: self.api.mounts.__setitem__(prefix, adapter)
+        self.api.mount = self.api.mounts.__setitem__
 
 
 def test_make_client_turns_tcp_into_https_and_builds_a_tls_config(certs, monkeypatch, conn):

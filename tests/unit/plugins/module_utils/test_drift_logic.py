@@ -434,7 +434,7 @@ def test_release_stale_marks_exactly_the_stale_records_failed_and_frees_their_ad
 
     # The address is free again: the next allocation takes s1's.
     with Registry(str(db)) as reg, reg.transaction():
-        _, new, _ = reg.ensure(dict(label="newcomer"), POOL)
+        dummy, new, dummy2 = reg.ensure(dict(label="newcomer"), POOL)
     assert new["ip"] == nodes["s1"]["ip"]
 
     # Again: nothing left to release.

@@ -66,7 +66,7 @@ class FakeApi:
 
 
 def params(**kw):
-    out = dict(name="fenrir-fleet", subnet="172.21.0.0/24", gateway="172.21.0.1", driver="bridge", 
+    out = dict(name="fenrir-fleet", subnet="172.21.0.0/24", gateway="172.21.0.1", driver="bridge",
                labels=None, state="present")
     out.update(kw)
     return out

@@ -69,7 +69,7 @@ def test_node_id_of_rfc8032_vector():
 
 
 def test_node_id_matches_independent_computation():
-    for _ in range(5):
+    for dummy in range(5):
         seed = os.urandom(32)
         public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         expected = hashlib.sha256(public).hexdigest()

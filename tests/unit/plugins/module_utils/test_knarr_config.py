@@ -81,7 +81,7 @@ def test_config_overrides_can_turn_tls_off_for_an_old_peer():
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hostile_location_round_trips_and_adds_nothing(value):
     config = kc.build_config(spec(location=value), "172.21.0.10")
-    _, parsed = render_and_parse(config)
+    dummy, parsed = render_and_parse(config)
     assert parsed == config
     assert parsed["fenrir"]["location"] == value
     assert set(parsed) == EXPECTED_TABLES
@@ -93,7 +93,7 @@ def test_hostile_location_round_trips_and_adds_nothing(value):
 def test_hostile_echo_tags_round_trip_and_add_nothing(value):
     tags = [value, "echo", value + value]
     config = kc.build_config(spec(echo_tags=tags), "172.21.0.10")
-    _, parsed = render_and_parse(config)
+    dummy, parsed = render_and_parse(config)
     assert parsed == config
     assert parsed["skills"]["echo"]["tags"] == tags
     assert set(parsed) == EXPECTED_TABLES and set(parsed["skills"]) == {"echo"}
@@ -106,7 +106,7 @@ def test_hostile_bootstrap_renders_safely_even_if_it_got_past_validation(value):
     s = spec()
     s["bootstrap"] = [value, "ok.example:9000"]          # bypassing normalize_spec on purpose
     config = kc.build_config(s, "172.21.0.10")
-    _, parsed = render_and_parse(config)
+    dummy, parsed = render_and_parse(config)
     assert parsed == config
     assert parsed["network"]["bootstrap"] == [value, "ok.example:9000"]
     assert set(parsed) == EXPECTED_TABLES and set(parsed["network"]) == {"bootstrap", "upnp"}
@@ -131,7 +131,7 @@ def test_config_overrides_merge_deeply():
     s = spec(config_overrides={"node": {"port": 9999}, "cockpit": {"auth_token": 'tok"en\n'},
                                "skills": {"other": {"handler": "x.py:h"}}})
     config = kc.build_config(s, "172.21.0.10")
-    _, parsed = render_and_parse(config)
+    dummy, parsed = render_and_parse(config)
     assert parsed == config
     assert parsed["node"]["port"] == 9999 and parsed["node"]["host"] == "0.0.0.0"
     assert parsed["cockpit"] == dict(port=8080, bind="127.0.0.1", auth_token='tok"en\n')

@@ -188,7 +188,7 @@ def _canon(d):
 def peer_sign(seed, msg):
     key = Ed25519PrivateKey.from_private_bytes(seed)
     msg = dict(msg, public_key=key.public_key().public_bytes(serialization.Encoding.Raw,
-                                                            serialization.PublicFormat.Raw).hex(), signature="")
+                                                             serialization.PublicFormat.Raw).hex(), signature="")
     msg["signature"] = key.sign(_canon(msg)).hex()
     return msg
 
@@ -262,7 +262,7 @@ class FakePeer(object):
     def _serve(self):
         while not self.stopping:
             try:
-                conn, _ = self.sock.accept()
+                conn, dummy = self.sock.accept()
             except OSError:
                 return
             threading.Thread(target=self._one, args=(conn,), daemon=True).start()
@@ -360,7 +360,7 @@ def test_other_identity_is_refused_naming_the_node_it_showed(make_peer, mode):
     peer = make_peer(lambda m: heartbeat_reply(OTHER_SEED) if m["type"] == "HEARTBEAT" else echo_reply(m, OTHER_SEED),
                      cert_seed=OTHER_SEED)
     with pytest.raises(kp.WrongIdentity, match="wrong identity: node %s answered, expected %s" % (nid(OTHER_SEED),
-                                                                                             NODE_ID)):
+                                                                                                  NODE_ID)):
         probe(peer, mode)
 
 

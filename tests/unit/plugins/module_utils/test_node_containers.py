@@ -412,7 +412,7 @@ def test_read_files_single_path_and_absent_directory():
 def test_read_files_rooted_at_slash():
     api = ArchiveApi({"/etc/a.toml": (b"a", 0o644, 0), "/opt/b.py": (b"b", 0o644, 0)})
     assert cf.read_files(api, "c", ["/etc/a.toml", "/opt/b.py"]) == {"/etc/a.toml": (b"a", 0o644),
-                                                                    "/opt/b.py": (b"b", 0o644)}
+                                                                     "/opt/b.py": (b"b", 0o644)}
 
 
 def test_read_file_absent_is_none():
@@ -595,7 +595,7 @@ def test_preflight_names_the_field_and_node():
     work = make_work()
     rec = nc.Reconciler(SimpleNamespace(api=ReadOnlyApi(images={}, networks=())), check_mode=True)
     problems = rec.preflight([work])
-    assert [(label, field) for label, field, _ in problems] == [("alpha", "image"), ("alpha", "network")]
+    assert [(label, field) for label, field, dummy in problems] == [("alpha", "image"), ("alpha", "network")]
     assert "knarr-cluster-node:latest" in problems[0][2] and NETWORK in problems[1][2]
     assert rec.preflight([work], networks_planned=(NETWORK,))[1:] == []
 

@@ -98,7 +98,7 @@ def test_label_keeps_its_address_on_every_later_ensure(db):
             else:
                 alloc(reg, "other-%d" % i)
             with reg.transaction():
-                before, after, _ = reg.ensure(dict(label="keeper", location="eu-%d" % i), POOL)
+                before, after, dummy = reg.ensure(dict(label="keeper", location="eu-%d" % i), POOL)
             assert before["ip"] == after["ip"] == mine
         # a failed node keeps its address too, and so does a reopened registry
         with reg.transaction():
@@ -114,7 +114,7 @@ def test_ensure_without_change_reports_unchanged_and_writes_no_audit(db):
         alloc(reg, "a", location="x")
         n = len(reg.audit_entries())
         with reg.transaction():
-            _, _, changed = reg.ensure(dict(label="a", location="x"), POOL)
+            dummy, dummy2, changed = reg.ensure(dict(label="a", location="x"), POOL)
         assert changed is False
         assert len(reg.audit_entries()) == n
 
@@ -287,7 +287,7 @@ def test_check_mode_on_missing_file_creates_nothing(tmp_path):
     path = str(tmp_path / "fleet.db")
     with open_reg(path, check_mode=True) as reg:
         with reg.transaction():
-            _, after, changed = reg.ensure(dict(label="a"), POOL)
+            dummy, after, changed = reg.ensure(dict(label="a"), POOL)
             seed, id_changed = reg.ensure_identity("a", None, lambda: os.urandom(32))
         assert changed and id_changed and after["ip"] == "172.21.0.10"
     assert os.listdir(str(tmp_path)) == []   # no fleet.db, no -wal, no fleet.key

@@ -39,7 +39,7 @@ def test_check_mode_does_not_wait_for_a_writer(db):
         t0 = time.time()
         with Registry(db, actor="plan", check_mode=True, busy_timeout=3.0) as reg:
             with reg.transaction():
-                _, after, changed = reg.ensure(dict(label="c"), POOL)
+                dummy, after, changed = reg.ensure(dict(label="c"), POOL)
                 reg.ensure_identity("c", None, lambda: os.urandom(32))
                 reg.destroy("a")
                 reg.set_fields("b", status="online")

@@ -85,10 +85,10 @@ def _run_all(db, tmp_path, jobs, fresh):
     errors = []
     for p in procs:
         try:
-            _, err = p.communicate(timeout=120)
+            dummy, err = p.communicate(timeout=120)
         except subprocess.TimeoutExpired:
             p.kill()
-            _, err = p.communicate()
+            dummy, err = p.communicate()
         if p.returncode != 0:
             errors.append(err.decode(errors="replace"))
     assert errors == [], "\n".join(errors)
@@ -99,7 +99,7 @@ def _run_all(db, tmp_path, jobs, fresh):
         results.append(data["got"])
         spans.append(data["span"])
     # the processes really ran at the same time: most of them started before another had finished
-    overlapping = sum(1 for i, (start, _) in enumerate(spans)
+    overlapping = sum(1 for i, (start, dummy) in enumerate(spans)
                       if any(o_start <= start < o_end for j, (o_start, o_end) in enumerate(spans) if j != i))
     assert overlapping >= len(jobs) // 2, spans
     return results

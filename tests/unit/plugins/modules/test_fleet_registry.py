@@ -82,7 +82,7 @@ def test_allocates_then_is_idempotent(tmp_path, db):
 
 def test_many_nodes_and_absent(tmp_path, db):
     proc, res = run_module(tmp_path, registry=db, nodes=[dict(label="a"), dict(label="b", ip="172.21.0.50"),
-                                                    dict(label="c")])
+                                                         dict(label="c")])
     assert proc.returncode == 0, res
     assert [n["ip"] for n in res["nodes"]] == ["172.21.0.10", "172.21.0.50", "172.21.0.11"]
     proc, res = run_module(tmp_path, registry=db, label="a", state="absent", diff=True)

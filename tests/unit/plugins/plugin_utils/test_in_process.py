@@ -25,13 +25,13 @@ class Recorder:
         self.NAME, self.ARGUMENT_SPEC = logic.NAME, logic.ARGUMENT_SPEC
         self.REQUIREMENTS = getattr(logic, "REQUIREMENTS", ())
         self.secret_values = getattr(logic, "secret_values", lambda params: set())
-        self.calls, self.result, self.environ = [], dict(changed=False), {}
+        self.calls, self.result, self.failure, self.environ = [], dict(changed=False), None, {}
 
     def run(self, params, check_mode, diff):
         self.calls.append(dict(params=params, check_mode=check_mode, diff=diff))
         self.environ = dict(os.environ)
-        if isinstance(self.result, Exception):
-            raise self.result
+        if self.failure is not None:
+            raise self.failure
         return dict(self.result)
 
 
@@ -102,7 +102,7 @@ def test_secrets_in_overrides_are_removed_from_the_result(knarr):
 
 
 def test_secret_is_removed_from_a_failure_too(knarr):
-    knarr.result = ModuleFailure("node 'a' failed with %s" % SECRET, dict(failed_nodes=["a"], leaked=[SECRET]))
+    knarr.failure = ModuleFailure("node 'a' failed with %s" % SECRET, dict(failed_nodes=["a"], leaked=[SECRET]))
     result = make_action(knarr, knarr_args()).run(task_vars={})
     assert result["failed"] is True and result["failed_nodes"] == ["a"]
     assert result["msg"].startswith("node 'a' failed with ")
@@ -176,7 +176,7 @@ def test_a_secret_echoed_in_a_validation_message_is_removed(registry):
 
 
 def test_module_failure_is_a_failed_result_not_an_exception(knarr):
-    knarr.result = ModuleFailure("node 'a', field 'ip': 10.0.0.1 is outside the pool")
+    knarr.failure = ModuleFailure("node 'a', field 'ip': 10.0.0.1 is outside the pool")
     result = make_action(knarr, knarr_args()).run(task_vars={})
     assert result["failed"] is True and result["msg"] == "node 'a', field 'ip': 10.0.0.1 is outside the pool"
 
