@@ -14,7 +14,8 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetEr
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import normalize_spec
 from ansible_collections.fenrir.fleet.plugins.module_utils.naming import container_name, validate_label
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import DockerException
-from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Pool, Registry, RegistryError
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry import (
+    Pool, Registry, RegistryError, registry_exists, registry_id)
 
 NODE_FIELDS = ("label", "ip", "location", "nonce", "server_id", "provider", "node_db_b64",
                "status", "reason", "node_id", "container_id")
@@ -126,7 +127,7 @@ def registry_node(params, check_mode):
         if changed and not check_mode and state == "present" and params.get("labels") is None:
             from ansible_collections.fenrir.fleet.plugins.module_utils.containers import fault_point
             fault_point("after_allocate")
-        out = dict(changed=changed, nodes=results, pool=pool.as_dict(), db=os.path.abspath(params["db"]),
+        out = dict(changed=changed, nodes=results, pool=pool.as_dict(), db=registry_id(params["db"]),
                    diff=dict(before=before_all, after=after_all))
         if params.get("label") is not None:
             out["node"] = results[0] if results else None
@@ -203,13 +204,13 @@ def remove_node_containers(params, client, check_mode):
     except SpecError as exc:
         raise FleetError(str(exc))
     outcome = remove_containers(client, sorted(names), check_mode, params.get("parallelism") or 8,
-                                registry_path=os.path.abspath(params["registry"]))
+                                registry_path=registry_id(params["registry"]))
     if not check_mode:
         from ansible_collections.fenrir.fleet.plugins.module_utils.containers import fault_point
         fault_point("after_remove")
     records = {}
     try:
-        if not os.path.exists(params["registry"]):
+        if not registry_exists(params["registry"]):
             return _removal_result(names, outcome, records, check_mode)  # no registry, no records
         with Registry(params["registry"], key_file=params.get("key_file"), check_mode=check_mode) as reg:
             with reg.transaction():
