@@ -67,17 +67,22 @@ class RecordsMixin:
         self._audit(action, key, row, after, kind=kind)
         return row, after, True
 
-    # -- hosts
-    def _host_fields(self, name, fields):
-        unknown = set(fields) - set(HOST_FIELDS)
+    @staticmethod
+    def _fields(kind, key, fields, allowed, statuses):
+        """``fields`` checked (known, a valid status) with the reason scrubbed; errors name the record."""
+        unknown = set(fields) - set(allowed)
         if unknown:
-            raise RegistryError("unknown fields %s" % ", ".join(sorted(unknown)), label=name, kind="host")
-        if "status" in fields and fields["status"] not in HOST_STATUSES:
-            raise RegistryError("status %r is not one of %s" % (fields["status"], ", ".join(HOST_STATUSES)),
-                                label=name, field="status", kind="host")
+            raise RegistryError("unknown fields %s" % ", ".join(sorted(unknown)), label=key, kind=kind)
+        if "status" in fields and fields["status"] not in statuses:
+            raise RegistryError("status %r is not one of %s" % (fields["status"], ", ".join(statuses)),
+                                label=key, field="status", kind=kind)
         if "reason" in fields:
             fields["reason"] = clean_reason(fields["reason"])
         return fields
+
+    # -- hosts
+    def _host_fields(self, name, fields):
+        return self._fields("host", name, fields, HOST_FIELDS, HOST_STATUSES)
 
     def ensure_host(self, name, subnet=None, fleet_range=DEFAULT_FLEET_RANGE, **fields):
         """Make ``name`` a Docker host of the fleet, with a /24 of its own: ``subnet`` when given (it must be
@@ -163,14 +168,7 @@ class RecordsMixin:
         if not isinstance(tenant_id, str) or not TENANT_ID_RE.match(tenant_id):
             raise RegistryError("a tenant id is 1-63 characters of letters, digits and _ . -", label=tenant_id,
                                 field="tenant_id", kind="tenant")
-        unknown = set(fields) - set(TENANT_FIELDS)
-        if unknown:
-            raise RegistryError("unknown fields %s" % ", ".join(sorted(unknown)), label=tenant_id, kind="tenant")
-        if "status" in fields and fields["status"] not in TENANT_STATUSES:
-            raise RegistryError("status %r is not one of %s" % (fields["status"], ", ".join(TENANT_STATUSES)),
-                                label=tenant_id, field="status", kind="tenant")
-        if "reason" in fields:
-            fields["reason"] = clean_reason(fields["reason"])
+        fields = self._fields("tenant", tenant_id, fields, TENANT_FIELDS, TENANT_STATUSES)
         with self._auto():
             row = self._get("tenant", tenant_id)
             changes = dict(fields)
