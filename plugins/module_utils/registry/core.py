@@ -557,8 +557,9 @@ class Registry(RecordsMixin):
                           updated_at=now, docker_host=spec.get("docker_host"),
                           network_mode=spec.get("network_mode") or "bridge", image=spec.get("image"))
             self._insert(record)
-            self._audit("allocate", label, None, self.get_row(label))
-            return None, public(self.get_row(label)), True
+            after = self.get_row(label)
+            self._audit("allocate", label, None, after)
+            return None, public(after), True
         changes = dict(fields, ip=ip, ip_int=ip_int, status="provisioning", reason=None, container_id=None)
         self._change("allocate", label, changes, checked=True)
         return public(row), public(self.get_row(label)), True

@@ -60,13 +60,16 @@ class PostgresStore(Store):
     def execute(self, sql, args=()):
         return self.conn.execute(self._q(sql), args or None)
 
+    def ddl(self, text):
+        self.conn.execute(text.format(**self.types))  # the whole script in one round trip (no parameters)
+
     def executemany(self, sql, rows):
         with self.conn.cursor() as cur:
             cur.executemany(self._q(sql), rows)
 
     def begin_write(self):
-        self.conn.execute("BEGIN")
-        self.conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (LOCK_CLASS,))
+        # One round trip (no parameters: the simple query protocol takes both statements).
+        self.conn.execute("BEGIN; SELECT pg_advisory_xact_lock(%d, hashtext(current_schema()))" % LOCK_CLASS)
 
     def begin_read(self):
         self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
