@@ -84,7 +84,13 @@ class Registry(RecordsMixin):
         self._in_tx = False
         self._tx_head = None
         self._scratch = bool(check_mode)
-        if check_mode:
+        self._copy_pending = False
+        if check_mode and self.backend == "postgresql":
+            # Read straight from the server (reads take no lock) until the first planned write: only then is one
+            # snapshot copied into memory, so verifying or reading in check mode costs no copy.
+            self.store = open_store(self.where, busy_timeout)
+            self._copy_pending = True
+        elif check_mode:
             self.store = SQLiteStore(self.where, busy_timeout=busy_timeout, memory=True)
             self._snapshot_into_scratch()
         else:
@@ -102,17 +108,13 @@ class Registry(RecordsMixin):
             raise
 
     def _snapshot_into_scratch(self):
-        """Check mode: the registry as of now, read in one snapshot (a reader: no write lock taken or awaited)."""
-        if self.backend == "sqlite" and not os.path.exists(self.where.target):
+        """Check mode on SQLite: the file as of now, read in one snapshot (a reader: no write lock)."""
+        if not os.path.exists(self.where.target):
             return
         source = None
         try:
             source = open_store(self.where, self.busy_timeout)
-            if self.backend == "sqlite":
-                source.snapshot_into(self.store)
-            else:
-                from ansible_collections.fenrir.fleet.plugins.module_utils.registry.transfer import copy_snapshot
-                copy_snapshot(source, self.store)
+            source.snapshot_into(self.store)
         except getattr(source, "errors", ()) as exc:
             self.store.close()
             source.fail(exc, "read it")
@@ -122,6 +124,22 @@ class Registry(RecordsMixin):
         finally:
             if source is not None:
                 source.close()
+
+    def _copy_into_scratch(self):
+        """Check mode on PostgreSQL, at the first planned write: one snapshot of the server (a REPEATABLE READ READ
+        ONLY transaction: no lock a writer waits for) copied into a private in-memory SQLite registry."""
+        from ansible_collections.fenrir.fleet.plugins.module_utils.registry.transfer import copy_snapshot
+        source, scratch = self.store, SQLiteStore(self.where, busy_timeout=self.busy_timeout, memory=True)
+        try:
+            copy_snapshot(source, scratch)
+        except source.errors as exc:
+            scratch.close()
+            source.fail(exc, "read it")
+        finally:
+            source.close()
+        scratch.setup()
+        self.store, self.conn, self.runs = scratch, scratch.conn, HeldRuns(scratch)
+        self._copy_pending = False
 
     # -- plumbing
     def __enter__(self):
@@ -139,6 +157,8 @@ class Registry(RecordsMixin):
     def _begin(self):
         if self._in_tx:
             raise RegistryError("a registry transaction is already open (transactions do not nest)")
+        if self._copy_pending:
+            self._copy_into_scratch()
         try:
             self.store.begin_write()
         except self.store.errors as exc:

@@ -73,3 +73,14 @@ def test_a_plan_sees_its_own_earlier_steps_and_writes_nothing(two, backend):
     assert ips == ["172.21.0.12", "172.21.0.13", "172.21.0.14"]
     assert snapshot(two) == before
     assert sql(two, "SELECT count(*) AS n FROM hosts") == [{"n": 0}]
+
+
+def test_reading_and_verifying_in_check_mode_copies_nothing_from_postgresql(pg_loc):
+    with open_reg(pg_loc) as reg:
+        alloc(reg, "a")
+    with open_reg(pg_loc, check_mode=True) as reg:
+        assert reg.verify()["ok"] is True and reg.get("a")["ip"] == "172.21.0.10"
+        assert reg.backend == "postgresql" and reg._copy_pending      # read on the server, in a read-only snapshot
+        assert alloc(reg, "b")["ip"] == "172.21.0.11"                 # the first planned write copies
+        assert not reg._copy_pending and reg.verify()["ok"] is True
+    assert [r["label"] for r in sql(pg_loc, "SELECT label FROM nodes")] == ["a"]
