@@ -86,8 +86,8 @@ def fill(reg, pool, count):
             entries.append((height, now, "bench", "allocate", "node", row["label"], None, _json(after), prev_hash,
                             digest))
             prev_hash = digest
-        reg.store.executemany("INSERT INTO nodes (%s) VALUES (%s)" % (", ".join(COLUMNS), ", ".join("?" * len(COLUMNS))),
-                              rows)
+        reg.store.executemany("INSERT INTO nodes (%s) VALUES (%s)"
+                              % (", ".join(COLUMNS), ", ".join("?" * len(COLUMNS))), rows)
         reg.store.executemany("INSERT INTO audit (height, ts, actor, action, kind, label, before, after, prev_hash,"
                               " hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", entries)
         if count:

@@ -153,7 +153,8 @@ class HeldRuns:
                 self.store.all("SELECT run_start, run_end FROM held_runs ORDER BY run_start")]
 
     def held(self):
-        return [r["ip_int"] for r in self.store.all("SELECT ip_int FROM nodes WHERE ip_int IS NOT NULL ORDER BY ip_int")]
+        rows = self.store.all("SELECT ip_int FROM nodes WHERE ip_int IS NOT NULL ORDER BY ip_int")
+        return [r["ip_int"] for r in rows]
 
     def rebuild(self):
         held = self.held()

@@ -371,7 +371,8 @@ class Registry(RecordsMixin):
             for kind, (table, keycol, _cols, secret) in KINDS.items():
                 if not secret:
                     continue
-                for row in self.store.all("SELECT * FROM %s WHERE %s IS NOT NULL ORDER BY %s" % (table, secret, keycol)):
+                sql = "SELECT * FROM %s WHERE %s IS NOT NULL ORDER BY %s" % (table, secret, keycol)
+                for row in self.store.all(sql):
                     self._check_untampered(row[keycol], row, kind)
                     data = old.open(kind, row[keycol], row[secret])
                     self._update_row(kind, row[keycol], {secret: fresh.seal(kind, row[keycol], data)})
@@ -435,8 +436,8 @@ class Registry(RecordsMixin):
     def _insert_row(self, kind, record):
         self._audit_key_for_write()  # the key is checked before anything is written
         table, _keycol, columns, _secret = KINDS[kind]
-        self.store.execute("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(columns), ", ".join("?" * len(columns))),
-                           tuple(record.get(c) for c in columns))
+        sql = "INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(columns), ", ".join("?" * len(columns)))
+        self.store.execute(sql, tuple(record.get(c) for c in columns))
 
     def _update_row(self, kind, key, changes):
         self._audit_key_for_write()
@@ -497,7 +498,7 @@ class Registry(RecordsMixin):
             what = "it differs from audit entry %d in %s" % (height, ", ".join(differing(recorded, current)))
         raise RegistryError("the record was changed outside the registry: %s. Nothing was written; run the audit "
                             "playbook (playbooks/audit.yml) to see the change, then restore the record or have "
-                            "it accepted" % what, label=label, kind=kind if kind != "secret" else None)
+                            "it accepted" % what, label=label, kind=kind)
 
     def _change(self, action, label, changes, checked=False):
         before = self.get_row(label)
@@ -639,7 +640,8 @@ class Registry(RecordsMixin):
         if changes.get("status") == "destroyed":
             raise RegistryError("use destroy() to mark a node destroyed", label=label, field="status")
         if "network_mode" in changes and changes["network_mode"] not in NETWORK_MODES:
-            raise RegistryError("network_mode %r is not one of %s" % (changes["network_mode"], ", ".join(NETWORK_MODES)),
+            raise RegistryError("network_mode %r is not one of %s" % (changes["network_mode"],
+                                                                      ", ".join(NETWORK_MODES)),
                                 label=label, field="network_mode")
         if "reason" in changes:
             changes["reason"] = clean_reason(changes["reason"])

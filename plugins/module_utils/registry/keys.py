@@ -210,11 +210,11 @@ class Sealer:
         except InvalidToken:
             raise RegistryError("its secrets do not decrypt with the key from %s (wrong key, or the encrypted data "
                                 "was changed behind the registry's back)" % self.where, label=label, field="key_file",
-                                kind=kind if kind in ("node", "host", "tenant") else None)
+                                kind=kind)
         bound = data.pop(BIND, None)
         if bound != "%s:%s" % (kind, label) and not (legacy and bound is None):
             raise RegistryError("its encrypted secrets belong to %s, not to this record: they were swapped or copied "
                                 "between records behind the registry's back. Restore the record's own secrets from a "
                                 "backup" % ("%r" % bound if bound else "no record (unbound data)"), label=label,
-                                field="secrets", kind=kind if kind in ("node", "host", "tenant") else None)
+                                field="secrets", kind=kind)
         return data

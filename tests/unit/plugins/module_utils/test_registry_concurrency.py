@@ -117,7 +117,8 @@ def test_concurrent_processes_never_share_an_address(loc, tmp_path, fresh):
     jobs += [(shared if s % 2 == 0 else list(reversed(shared)), s == 1, True) for s in range(SHARED_WORKERS)]
     results = _run_all(db, tmp_path, jobs, fresh)
 
-    rows = [(r["label"], r["ip"], r["ip_int"], r["status"]) for r in sql(db, "SELECT label, ip, ip_int, status FROM nodes")]
+    rows = [(r["label"], r["ip"], r["ip_int"], r["status"])
+            for r in sql(db, "SELECT label, ip, ip_int, status FROM nodes")]
     expected_labels = {l for labels in distinct for l in labels} | set(shared)
     # no lost rows, every label exactly one row
     assert len(rows) == len(expected_labels) == DISTINCT_WORKERS * PER_WORKER + PER_WORKER
