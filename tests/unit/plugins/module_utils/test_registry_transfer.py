@@ -76,3 +76,16 @@ def test_read_without_the_key(loc, monkeypatch):
     assert [(n["label"], n["address_held"]) for n in read_nodes(loc)] == [("a", True)]
     assert [n["label"] for n in read_nodes(loc, include_destroyed=True)] == ["a", "b"]
     assert "secrets" not in read_nodes(loc)[0]
+
+
+def test_callers_take_either_location(loc):
+    """The drift report, the audit and the fleet_node logic work on a path and on a DSN alike, and show a DSN
+    without its password."""
+    from ansible_collections.fenrir.fleet.plugins.module_utils import drift, fleet_ops
+    result = fleet_ops.registry_node(dict(db=loc, label="a", location="eu", identity=True), check_mode=False)
+    assert result["changed"] and result["node"]["ip"] == "172.21.0.10" and result["node"]["has_identity"]
+    assert [n["label"] for n in drift.read_nodes(loc)] == ["a"]
+    verdict = drift.audit(loc)
+    assert verdict["ok"] is True and verdict["entries"] == 3 and verdict["db"] == result["db"]
+    released = drift.release_stale(loc, drift.read_nodes(loc), ["a"], 0, now=1e12)[0]
+    assert released == ["a"] and drift.audit(loc)["ok"] is True
