@@ -632,18 +632,18 @@ def test_a_registry_that_is_read_only_is_a_clear_error(db, tmp_path):
         os.chmod(str(tmp_path), 0o700)
 
 
-def test_locked_registry_is_a_clear_error(db):
-    with open_reg(db) as reg:
+def test_locked_registry_is_a_clear_error(loc):
+    with open_reg(loc) as reg:
         alloc(reg, "a")
-    holder = sqlite3.connect(db, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    holder = open_reg(loc, actor="long run")
+    holder._begin()                                   # another run holds the write lock
     try:
-        with open_reg(db, busy_timeout=0.2) as reg:
+        with open_reg(loc, busy_timeout=0.3) as reg:
             with pytest.raises(RegistryError) as err:
                 alloc(reg, "b")
-        assert "locked" in str(err.value) and db in str(err.value) and "run again" in str(err.value)
+        assert "locked" in str(err.value) and reg.path in str(err.value) and "run again" in str(err.value)
     finally:
-        holder.execute("ROLLBACK")
+        holder._end(False)
         holder.close()
 
 
