@@ -658,3 +658,13 @@ def test_postgresql_errors_name_the_registry_without_its_password(pg_loc):
     with pytest.raises(RegistryError) as err:
         Registry("postgresql://nobody:pw@127.0.0.1:1/none")
     assert "cannot reach" in str(err.value) and ":pw@" not in str(err.value)
+
+
+def test_without_psycopg_a_dsn_is_a_clear_error_and_sqlite_still_works(monkeypatch, db):
+    import sys
+    monkeypatch.setitem(sys.modules, "psycopg", None)          # as on a controller without the package
+    with pytest.raises(RegistryError) as err:
+        Registry("postgresql://fleet@db.example/fleet")
+    assert err.value.field == "registry" and "psycopg" in str(err.value) and "pip install" in str(err.value)
+    with open_reg(db) as reg:
+        assert alloc(reg, "a")["ip"] == "172.21.0.10"
