@@ -22,7 +22,7 @@ description:
   - 'Groups: C(knarr_nodes) with every host; C(fleet_status_<status>) per status; C(fleet_location_<location>) per
     location, every character other than letters, digits and C(_) made C(_) (nodes without a location are in no
     location group).'
-  - The registry is opened read-only (SQLite C(mode=ro)); it is never created, migrated or written. A registry with
+  - The registry is opened read-only (SQLite C(mode=ro), PostgreSQL a read-only transaction); it is never created, migrated or written. A registry with
     another schema version than the collection's is refused with a message saying how to migrate it.
   - The inventory file's name must end in C(fleet.yml) or C(fleet.yaml).
 author:
@@ -37,7 +37,8 @@ options:
     choices: [fenrir.fleet.fleet]
   registry:
     description:
-      - Path of the fleet registry, C(fleet.db). A relative path is relative to the inventory file's directory.
+      - Path of the fleet registry, C(fleet.db), or a C(postgresql://) DSN (password from C(PGPASSWORD) or a
+        passfile). A relative path is relative to the inventory file's directory.
     type: str
     required: true
     aliases: [db]
@@ -84,6 +85,7 @@ from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
 
 from ansible_collections.fenrir.fleet.plugins.module_utils.drift import DriftError, read_nodes
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry import is_dsn
 
 ALL_GROUP = "knarr_nodes"
 
@@ -100,6 +102,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         return super().verify_file(path) and path.endswith(("fleet.yml", "fleet.yaml"))
 
     def _db_path(self, inventory_path):
+        if is_dsn(self.get_option("registry")):
+            return self.get_option("registry")
         db = os.path.expanduser(self.get_option("registry"))
         if not os.path.isabs(db):
             db = os.path.join(os.path.dirname(os.path.abspath(inventory_path)), db)

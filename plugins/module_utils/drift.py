@@ -15,16 +15,15 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import quote
 
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_probe import ProbeError, probe_once
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NETWORK_OPTION, NODE_OPTIONS
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import (
-    ACTIVE_STATUSES, SCHEMA_VERSION, Registry, RegistryError, public)
+    ACTIVE_STATUSES, Registry, RegistryError, check_readable, registry_id)
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry import read_nodes as registry_read_nodes
 
 # The labels fenrir.fleet.knarr_container puts on every node container (see module_utils/containers.py).
 LABEL_PREFIX = "fenrir.fleet."
@@ -65,34 +64,11 @@ class DriftError(FleetError):
 # --------------------------------------------------------------------------- the registry, read-only
 
 def open_readonly(db):
-    """An SQLite connection to ``db`` that cannot write, after checking it is a schema-2 registry."""
-    path = os.path.abspath(os.path.expanduser(db))
-    if os.path.isdir(path):
-        raise DriftError("the fleet registry %s is a directory; give the path of fleet.db" % path)
-    if not os.path.isfile(path):
-        raise DriftError("the fleet registry %s does not exist" % path)
+    """Refuse a registry that does not exist or has another schema version (a file or a postgresql:// DSN)."""
     try:
-        conn = sqlite3.connect("file:%s?mode=ro" % quote(path), uri=True, timeout=30.0)
-    except sqlite3.Error as exc:
-        raise DriftError("cannot open the fleet registry %s read-only: %s" % (path, exc))
-    conn.row_factory = sqlite3.Row
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise DriftError("%s is not a usable fleet registry: %s" % (path, exc))
-    if version != SCHEMA_VERSION or "nodes" not in tables:
-        conn.close()
-        if version > SCHEMA_VERSION:
-            raise DriftError("the fleet registry %s has schema version %d; this collection reads version %d. "
-                             "Use a newer fenrir.fleet." % (path, version, SCHEMA_VERSION))
-        origin = (" (written by the original fleet-provision-docker-lite skill)" if "fleet_nodes" in tables
-                  else "")
-        raise DriftError("the fleet registry %s has schema version %d%s, not %d; it is only read here, never "
-                         "migrated. Migrate it by running any fenrir.fleet.fleet_node task (or "
-                         "playbooks/provision.yml) against it once." % (path, version, origin, SCHEMA_VERSION))
-    return conn
+        check_readable(db)
+    except RegistryError as exc:
+        raise DriftError(exc.bare_message)
 
 
 def read_nodes(db, include_destroyed=False):
@@ -101,17 +77,10 @@ def read_nodes(db, include_destroyed=False):
     Each record also has ``address_held``: whether the node holds its address (``ip``) right now.
     A destroyed node, or a failed one whose address was released, keeps ``ip`` as its last address.
     """
-    conn = open_readonly(db)
     try:
-        sql = "SELECT * FROM nodes"
-        if not include_destroyed:
-            sql += " WHERE status != 'destroyed'"
-        rows = conn.execute(sql + " ORDER BY ip_int IS NULL, ip_int, label").fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise DriftError("cannot read the nodes of the fleet registry %s: %s" % (os.path.abspath(db), exc))
-    finally:
-        conn.close()
-    return [dict(public(r), address_held=r["ip_int"] is not None) for r in rows]
+        return registry_read_nodes(db, include_destroyed=include_destroyed)
+    except RegistryError as exc:
+        raise DriftError(exc.bare_message)
 
 
 # --------------------------------------------------------------------------- the audit chain
@@ -123,15 +92,13 @@ def audit(db, key_file=None):
     missing file or one with another schema version.  Chain and rows are read in one snapshot, so a
     concurrent writer cannot make an intact registry look edited.
     """
-    path = os.path.abspath(os.path.expanduser(db))
-    open_readonly(path).close()
+    path = registry_id(db)
+    open_readonly(db)
     try:
-        with Registry(path, key_file=key_file, check_mode=True) as reg:
+        with Registry(db, key_file=key_file, check_mode=True) as reg:
             result = reg.verify()  # one read transaction: chain and rows from the same snapshot
     except RegistryError as exc:
         raise DriftError(str(exc))
-    except sqlite3.DatabaseError as exc:
-        raise DriftError("cannot read the audit trail of %s: %s" % (path, exc))
     return dict(result, registry=path)
 
 
@@ -141,11 +108,11 @@ def audit_accept(db, key_file=None, labels=(), rebuild_index=False, check_mode=F
 
     Only for changes an operator has looked at and means to keep: afterwards the registry writes to
     those records again.  Returns dict(changed, accepted, index_rebuilt, ok, entries, problem, ...)."""
-    path = os.path.abspath(os.path.expanduser(db))
-    open_readonly(path).close()
+    path = registry_id(db)
+    open_readonly(db)
     accepted, rebuilt = [], False
     try:
-        with Registry(path, key_file=key_file, check_mode=check_mode) as reg:
+        with Registry(db, key_file=key_file, check_mode=check_mode) as reg:
             with reg.transaction():
                 for label in labels or ():
                     if reg.accept_external_change(label):
@@ -155,8 +122,6 @@ def audit_accept(db, key_file=None, labels=(), rebuild_index=False, check_mode=F
             result = reg.verify()
     except RegistryError as exc:
         raise DriftError(str(exc))
-    except sqlite3.DatabaseError as exc:
-        raise DriftError("cannot read the audit trail of %s: %s" % (path, exc))
     return dict(result, registry=path, changed=bool(accepted or rebuilt), accepted=accepted, index_rebuilt=rebuilt)
 
 
@@ -385,9 +350,7 @@ def release_stale(db, nodes, labels, stale_after, now=None, check_mode=False):
                                 released.append(label)
                         records[label] = reg.get(label)
         except RegistryError as exc:
-            raise DriftError("cannot release stale records in %s: %s" % (db, exc))
-        except sqlite3.DatabaseError as exc:
-            raise DriftError("cannot release stale records in %s: %s" % (db, exc))
+            raise DriftError("cannot release stale records in %s: %s" % (registry_id(db), exc))
     for label in released:
         before[label] = _release_view(seen[label])
         after[label] = _release_view(records[label])
@@ -402,7 +365,8 @@ def fleet_status(params, make_client, check_mode=False):
     from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
         APIError, DockerException, NotFound)
 
-    db = os.path.abspath(os.path.expanduser(params["registry"]))
+    db = params["registry"]
+    shown = registry_id(db)  # a path, or the DSN without its password
     network = params.get("network") or DEFAULT_NETWORK
     stale_after = params.get("stale_after")
     stale_after = DEFAULT_STALE_AFTER if stale_after is None else stale_after
@@ -426,15 +390,15 @@ def fleet_status(params, make_client, check_mode=False):
     finally:
         client.close()
     now = time.time()
-    entries = compare(nodes, containers, db, now=now, stale_after=stale_after)
-    result = dict(changed=False, registry=db, network=network, released=[])
+    entries = compare(nodes, containers, shown, now=now, stale_after=stale_after)
+    result = dict(changed=False, registry=shown, network=network, released=[])
     if params.get("release_stale"):
         stale = [e["label"] for e in entries if _is_node(e) and "stale provisioning" in e["drift"]]
         released, before, after, records = release_stale(db, nodes, stale, stale_after, now=now,
                                                          check_mode=check_mode)
         if records:
             nodes = [records.get(n["label"], n) for n in nodes]
-            entries = compare(nodes, containers, db, now=now, stale_after=stale_after)
+            entries = compare(nodes, containers, shown, now=now, stale_after=stale_after)
         result.update(changed=bool(released), released=released, diff=dict(before=before, after=after))
     if params.get("probe"):
         probe(entries, port=params.get("port") or DEFAULT_NODE_PORT,

@@ -10,8 +10,6 @@ each node's knarr.toml from the node's settings itself; the address and the iden
 
 from __future__ import annotations
 
-import os
-
 from ansible_collections.fenrir.fleet.plugins.module_utils import checkpoints
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
 from ansible_collections.fenrir.fleet.plugins.module_utils.container_files import identity_of, read_file
@@ -23,7 +21,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.naming import contain
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_containers import (
     NODE_DB_PATH, NodeWork, Reconciler, probe_works, remove_containers)
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NETWORK_OPTION, NODE_OPTIONS, normalize_node
-from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Registry
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Registry, registry_exists
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry_options import (
     REGISTRY_ARGS, registry_location)
 
@@ -227,7 +225,7 @@ def remove_nodes(params, client, check_mode, diff):
     if not check_mode:
         checkpoints.reached("after_remove")
     records = {}
-    if "://" in params["registry"] or os.path.exists(params["registry"]):  # no registry file, no records
+    if registry_exists(params["registry"]):  # no registry, no records
         with Registry(params["registry"], key_file=params.get("key_file"), check_mode=check_mode) as reg:
             with reg.transaction():
                 for name, label in sorted(names.items()):

@@ -52,12 +52,5 @@ def pool_addresses(params):
 
 def registry_location(registry):
     """How results and messages name a registry: a file by its absolute path, a DSN without its password."""
-    import os
-    from urllib.parse import urlsplit, urlunsplit
-    if "://" not in registry:
-        return os.path.abspath(os.path.expanduser(registry))
-    parts = urlsplit(registry)
-    if parts.password is None:
-        return registry
-    netloc = "%s:***@%s" % (parts.username or "", parts.netloc.rpartition("@")[2])
-    return urlunsplit(parts._replace(netloc=netloc))
+    from ansible_collections.fenrir.fleet.plugins.module_utils.registry import registry_id
+    return registry_id(registry)

@@ -81,7 +81,7 @@ def original(request, tmp_path):
 
 def test_adoption_keeps_every_row_and_reserves_addresses(original):
     with Registry(original, actor="adopt") as reg:
-        assert reg.schema_version == SCHEMA_VERSION == 4
+        assert reg.schema_version == SCHEMA_VERSION == 5
         nodes = {n["label"]: n for n in reg.all()}
         assert sorted(nodes) == sorted([r[0] for r in ROWS] + ["defaulted"])
         assert nodes["online"]["status"] == "online" and nodes["online"]["ip"] == "172.21.0.10"
@@ -96,7 +96,7 @@ def test_adoption_keeps_every_row_and_reserves_addresses(original):
         assert nodes["dup-b"]["status"] == "failed"
         assert "172.21.0.13" in nodes["dup-b"]["reason"] and "dup-a" in nodes["dup-b"]["reason"]
         assert all(n["has_identity"] for label, n in nodes.items() if label != "defaulted")
-        held = dict(reg.conn.execute("SELECT label, ip_int FROM nodes").fetchall())
+        held = {r["label"]: r["ip_int"] for r in reg.store.all("SELECT label, ip_int FROM nodes")}
         assert held["dead"] is None and held["dup-b"] is None
         assert held["online"] is not None and held["dup-a"] is not None
         # the legacy secrets were kept, encrypted
@@ -186,7 +186,34 @@ def test_adopted_nodes_are_manageable(original):
             assert reg.ensure(dict(label="dead"), POOL)[1]["ip"] == "172.21.0.12"
 
 
-def test_reopening_a_schema_2_db_is_a_no_op(original):
+def test_adopted_file_and_its_wal_end_up_private(original):
+    os.chmod(original, 0o644)
+    with Registry(original, actor="adopt") as reg:
+        with reg.transaction():
+            reg.ensure(dict(label="after-adoption"), POOL)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(original + suffix):
+                assert oct(os.stat(original + suffix).st_mode & 0o777) == "0o600", suffix
+
+
+def test_original_fleet_db_adopted_straight_into_postgresql(original, pg_loc, tmp_path):
+    from ansible_collections.fenrir.fleet.plugins.module_utils.registry import copy_registry
+    before = all_file_bytes(original)
+    key = str(tmp_path / "fleet.key")
+    result = copy_registry(original, pg_loc, key_file=key, create_key=True)
+    assert result["ok"] and result["copied"]["nodes"] == 6 and result["copied"]["audit"] == 6
+    assert all_file_bytes(original) == before                  # the file is left as it was
+    with Registry(pg_loc, key_file=key, actor="pg") as reg:
+        nodes = {n["label"]: n for n in reg.all()}
+        assert nodes["dup-b"]["status"] == "failed" and nodes["online"]["ip"] == "172.21.0.10"
+        legacy = reg._decrypt(reg.get_row("online")["secrets"], "online")["legacy"]
+        assert legacy["encryption_key"] == MARKERS["online"][0]
+        with reg.transaction():
+            assert reg.ensure(dict(label="new"), POOL)[1]["ip"] == "172.21.0.12"
+        assert reg.verify()["ok"] is True
+
+
+def test_reopening_an_adopted_db_is_a_no_op(original):
     Registry(original, actor="adopt").close()
     conn = sqlite3.connect(original)
     nodes = conn.execute("SELECT * FROM nodes ORDER BY label").fetchall()
@@ -210,7 +237,7 @@ def test_unknown_newer_schema_is_refused(tmp_path):
     conn.close()
     with pytest.raises(RegistryError) as err:
         Registry(path, actor="x")
-    assert err.value.field == "db"
+    assert err.value.field == "registry"
     assert "99" in str(err.value) and "schema version" in str(err.value)
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone() == (99,)
@@ -280,7 +307,7 @@ def test_reader_during_adoption_gives_a_clean_file_or_a_clear_error(tmp_path, jo
         try:
             Registry(path, actor="adopt", busy_timeout=1.0).close()
         except RegistryError as exc:
-            assert exc.field == "db"
+            assert exc.field == "registry"
             message = str(exc)
             assert "another" in message and ("plain-text" in message or "WAL" in message), message
         else:

@@ -1,10 +1,11 @@
-"""Many OS processes allocating against one fleet.db at the same moment.
+"""Many OS processes allocating against one registry at the same moment -- a SQLite file, and a real PostgreSQL
+server (the private cluster of scripts/ensure-postgres).
 
-Real processes (subprocess, each its own Python), released together by a start file: SQLite's
+Real processes (subprocess, each its own Python), released together by a start file: the store's
 locking between processes is what is under test, not the GIL.  Some processes allocate distinct
 labels, some race for the SAME labels; some open the registry once, some once per allocation (as
-one Ansible task each).  The registry file does not exist when they start, so they also race to
-create and migrate it.
+one Ansible task each).  The registry does not exist when they start (a fresh file; an empty database
+schema), so they also race to create and migrate it.
 """
 
 import ipaddress
@@ -17,11 +18,10 @@ import time
 
 import pytest
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.registry import SCHEMA_VERSION, Pool, Registry
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry import (
+    SCHEMA_VERSION, Pool, Registry, registry_exists)
 
-COLLECTIONS_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))),
-    "collections")
+from registry_testlib import COLLECTIONS_DIR, sql
 POOL_ARGS = ("10.50.0.0/16", "10.50.0.1", "10.50.0.10", "10.50.255.200")
 DISTINCT_WORKERS = 6
 SHARED_WORKERS = 3
@@ -80,7 +80,7 @@ def _run_all(db, tmp_path, jobs, fresh):
     while not all(os.path.exists(r) for r in readies):
         assert time.time() < deadline and all(p.poll() is None for p in procs), "workers did not get ready"
         time.sleep(0.005)
-    assert os.path.exists(db) != fresh          # nobody has touched the registry before the start
+    assert registry_exists(db) != fresh          # nobody has touched the registry before the start
     open(go, "w").close()
     errors = []
     for p in procs:
@@ -106,8 +106,8 @@ def _run_all(db, tmp_path, jobs, fresh):
 
 
 @pytest.mark.parametrize("fresh", [True, False], ids=["fresh-db", "existing-db"])
-def test_concurrent_processes_never_share_an_address(tmp_path, fresh):
-    db = str(tmp_path / "fleet.db")
+def test_concurrent_processes_never_share_an_address(loc, tmp_path, fresh):
+    db = loc
     if not fresh:
         Registry(db, actor="setup").close()
     distinct = [["w%d-n%d" % (w, j) for j in range(PER_WORKER)] for w in range(DISTINCT_WORKERS)]
@@ -117,9 +117,8 @@ def test_concurrent_processes_never_share_an_address(tmp_path, fresh):
     jobs += [(shared if s % 2 == 0 else list(reversed(shared)), s == 1, True) for s in range(SHARED_WORKERS)]
     results = _run_all(db, tmp_path, jobs, fresh)
 
-    conn = sqlite3.connect(db)
-    rows = conn.execute("SELECT label, ip, ip_int, status FROM nodes").fetchall()
-    conn.close()
+    rows = [(r["label"], r["ip"], r["ip_int"], r["status"])
+            for r in sql(db, "SELECT label, ip, ip_int, status FROM nodes")]
     expected_labels = {l for labels in distinct for l in labels} | set(shared)
     # no lost rows, every label exactly one row
     assert len(rows) == len(expected_labels) == DISTINCT_WORKERS * PER_WORKER + PER_WORKER
@@ -173,7 +172,7 @@ def test_first_open_waits_for_a_writer_instead_of_failing(tmp_path):
             waited = time.time() - t0
             assert reg.schema_version == SCHEMA_VERSION and reg.get("old")["ip"] == "10.50.0.10"
             assert reg.get("old")["status"] == "online"
-            assert reg.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert reg.conn.execute("PRAGMA journal_mode").fetchone()["journal_mode"] == "wal"
         assert waited >= 0.3
     finally:
         timer.join()
@@ -196,7 +195,7 @@ def test_fresh_file_being_created_by_another_process_is_waited_for(tmp_path):
         t0 = time.time()
         with Registry(db, actor="second") as reg:
             assert reg.schema_version == SCHEMA_VERSION
-            assert reg.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert reg.conn.execute("PRAGMA journal_mode").fetchone()["journal_mode"] == "wal"
             with reg.transaction():
                 assert reg.ensure(dict(label="a"), Pool(*POOL_ARGS))[1]["ip"] == "10.50.0.10"
         assert time.time() - t0 >= 0.3

@@ -5,32 +5,12 @@ fail() can keep the container, and verify() checks the index of held addresses."
 import ipaddress
 import json
 import os
-import sqlite3
 
 import pytest
 
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import RegistryError
 
-from registry_testlib import POOL, alloc, open_reg, sqlite_steps
-
-
-def edit(path, sql, *args):
-    conn = sqlite3.connect(path)
-    try:
-        assert conn.execute(sql, args).rowcount >= 1, sql
-        conn.commit()
-    finally:
-        conn.close()
-
-
-def fleet(path):
-    with open_reg(path) as reg:
-        alloc(reg, "a", location="x")
-        alloc(reg, "b")
-        alloc(reg, "c")
-        with reg.transaction():
-            reg.set_fields("a", status="online", container_id="c0ffee")
-            reg.ensure_identity("b", os.urandom(32))
+from registry_testlib import POOL, alloc, edit, fleet, open_reg, sql, sqlite_steps
 
 
 # --------------------------------------------------------------------------- 1. edits behind the registry's back
@@ -46,10 +26,10 @@ WRITES = {
 
 
 @pytest.mark.parametrize("write", sorted(WRITES))
-def test_write_to_a_record_edited_behind_the_registrys_back_is_refused(db, write):
-    fleet(db)
-    edit(db, "UPDATE nodes SET node_id = ?, location = 'elsewhere' WHERE label = 'a'", "ee" * 32)
-    with open_reg(db) as reg:
+def test_write_to_a_record_edited_behind_the_registrys_back_is_refused(loc, write):
+    fleet(loc)
+    edit(loc, "UPDATE nodes SET node_id = ?, location = 'elsewhere' WHERE label = 'a'", "ee" * 32)
+    with open_reg(loc) as reg:
         n = len(reg.audit_entries())
         with pytest.raises(RegistryError) as err:
             with reg.transaction():
@@ -62,22 +42,22 @@ def test_write_to_a_record_edited_behind_the_registrys_back_is_refused(db, write
         # the trail still says what was changed: the next write did not launder it
         result = reg.verify()
     assert result["ok"] is False and result["label"] == "a" and "location" in result["problem"]
-    assert sqlite3.connect(db).execute("SELECT location FROM nodes WHERE label = 'a'").fetchone() == ("elsewhere",)
+    assert sql(loc, "SELECT location FROM nodes WHERE label = 'a'") == [{"location": "elsewhere"}]
 
 
-def test_other_nodes_stay_writable_while_one_record_is_refused(db):
-    fleet(db)
-    edit(db, "UPDATE nodes SET location = 'elsewhere' WHERE label = 'a'")
-    with open_reg(db) as reg:
+def test_other_nodes_stay_writable_while_one_record_is_refused(loc):
+    fleet(loc)
+    edit(loc, "UPDATE nodes SET location = 'elsewhere' WHERE label = 'a'")
+    with open_reg(loc) as reg:
         with reg.transaction():
             assert reg.set_fields("c", status="running") is True
         assert alloc(reg, "d")["ip"] == "172.21.0.13"
 
 
-def test_record_deleted_behind_the_registrys_back_is_not_recreated_silently(db):
-    fleet(db)
-    edit(db, "DELETE FROM nodes WHERE label = 'c'")
-    with open_reg(db) as reg:
+def test_record_deleted_behind_the_registrys_back_is_not_recreated_silently(loc):
+    fleet(loc)
+    edit(loc, "DELETE FROM nodes WHERE label = 'c'")
+    with open_reg(loc) as reg:
         with pytest.raises(RegistryError) as err:
             alloc(reg, "c")
         assert err.value.label == "c" and "changed outside the registry" in str(err.value)
@@ -87,23 +67,23 @@ def test_record_deleted_behind_the_registrys_back_is_not_recreated_silently(db):
     assert result["ok"] is False and result["label"] == "c"
 
 
-def test_record_inserted_behind_the_registrys_back_is_not_written(db):
-    fleet(db)
-    edit(db, "INSERT INTO nodes (label, server_id, ip, ip_int, created_at, updated_at)"
+def test_record_inserted_behind_the_registrys_back_is_not_written(loc):
+    fleet(loc)
+    edit(loc, "INSERT INTO nodes (label, server_id, ip, ip_int, created_at, updated_at)"
              " VALUES ('sneaky', 'fenrir-sneaky', '172.21.0.200', ?, 0, 0)",
          int(ipaddress.IPv4Address("172.21.0.200")))
-    with open_reg(db) as reg:
+    with open_reg(loc) as reg:
         with pytest.raises(RegistryError) as err:
             with reg.transaction():
                 reg.set_fields("sneaky", status="online")
         assert err.value.label == "sneaky" and "no entry in the audit trail" in str(err.value)
 
 
-def test_verify_reports_an_edit_laundered_by_a_later_write(db):
+def test_verify_reports_an_edit_laundered_by_a_later_write(loc):
     """A trail written by an older collection, which recorded the edited row as the next write's 'before'."""
-    fleet(db)
-    edit(db, "UPDATE nodes SET location = 'elsewhere' WHERE label = 'a'")
-    with open_reg(db) as reg:
+    fleet(loc)
+    edit(loc, "UPDATE nodes SET location = 'elsewhere' WHERE label = 'a'")
+    with open_reg(loc) as reg:
         with reg.transaction():
             before = reg.get_row("a")
             reg._update("a", dict(status="running", updated_at=before["updated_at"] + 1))
@@ -115,9 +95,9 @@ def test_verify_reports_an_edit_laundered_by_a_later_write(db):
     assert "location" in result["problem"] and "before" in result["problem"]
 
 
-def test_verify_reports_a_first_entry_that_does_not_start_from_nothing(db):
-    fleet(db)
-    with open_reg(db) as reg:
+def test_verify_reports_a_first_entry_that_does_not_start_from_nothing(loc):
+    fleet(loc)
+    with open_reg(loc) as reg:
         with reg.transaction():
             a = reg.get_row("a")
             record = {k: a[k] for k in a.keys()}
@@ -131,9 +111,9 @@ def test_verify_reports_a_first_entry_that_does_not_start_from_nothing(db):
     assert "first entry" in result["problem"]
 
 
-def test_adopted_and_reallocated_labels_chain_cleanly(db):
-    fleet(db)
-    with open_reg(db) as reg:
+def test_adopted_and_reallocated_labels_chain_cleanly(loc):
+    fleet(loc)
+    with open_reg(loc) as reg:
         with reg.transaction():
             reg.destroy("c")
         alloc(reg, "c")
@@ -146,10 +126,10 @@ def test_adopted_and_reallocated_labels_chain_cleanly(db):
         assert reg.verify()["ok"] is True
 
 
-def test_accepting_an_external_change_records_it_and_unblocks_writes(db):
-    fleet(db)
-    edit(db, "UPDATE nodes SET location = 'elsewhere' WHERE label = 'a'")
-    with open_reg(db, actor="operator") as reg:
+def test_accepting_an_external_change_records_it_and_unblocks_writes(loc):
+    fleet(loc)
+    edit(loc, "UPDATE nodes SET location = 'elsewhere' WHERE label = 'a'")
+    with open_reg(loc, actor="operator") as reg:
         with reg.transaction():
             assert reg.accept_external_change("a") is True
             assert reg.accept_external_change("a") is False      # nothing left to accept
@@ -183,9 +163,9 @@ def test_the_check_before_a_write_does_not_grow_with_the_trail(tmp_path):
 # --------------------------------------------------------------------------- 2. no live record without an address
 
 @pytest.mark.parametrize("status", ["provisioning", "running", "online"])
-def test_destroyed_record_cannot_be_made_live_again(db, status):
-    fleet(db)
-    with open_reg(db) as reg:
+def test_destroyed_record_cannot_be_made_live_again(loc, status):
+    fleet(loc)
+    with open_reg(loc) as reg:
         with reg.transaction():
             reg.destroy("c")
         # meanwhile the address was handed out again
@@ -202,9 +182,9 @@ def test_destroyed_record_cannot_be_made_live_again(db, status):
         assert reg.verify()["ok"] is True
 
 
-def test_released_failed_record_cannot_be_made_live_but_can_be_annotated(db):
-    fleet(db)
-    with open_reg(db) as reg:
+def test_released_failed_record_cannot_be_made_live_but_can_be_annotated(loc):
+    fleet(loc)
+    with open_reg(loc) as reg:
         with reg.transaction():
             reg.fail("c", "no container", release=True)
         with pytest.raises(RegistryError) as err:
@@ -222,9 +202,9 @@ def test_released_failed_record_cannot_be_made_live_but_can_be_annotated(db):
 
 # --------------------------------------------------------------------------- 7. fail() and the container
 
-def test_fail_clears_the_container_only_when_it_was_removed(db):
-    fleet(db)
-    with open_reg(db) as reg:
+def test_fail_clears_the_container_only_when_it_was_removed(loc):
+    fleet(loc)
+    with open_reg(loc) as reg:
         with reg.transaction():
             assert reg.fail("a", "health check failed", container_removed=False) is True
         assert reg.get("a")["container_id"] == "c0ffee" and reg.get("a")["status"] == "failed"
@@ -237,12 +217,6 @@ def test_fail_clears_the_container_only_when_it_was_removed(db):
 # --------------------------------------------------------------------------- 9. the index of held addresses
 
 def _tamper_allocation_state(path, how):
-    conn = sqlite3.connect(path)
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    conn.close()
-    if "held_runs" not in tables:   # the schema-3 registry kept a cursor instead
-        edit(path, "UPDATE pool_cursor SET lowest_free = lowest_free + 3")
-        return
     if how == "claims-free-held":
         edit(path, "UPDATE held_runs SET run_end = run_end + 3")
     elif how == "claims-held-free":
@@ -252,18 +226,18 @@ def _tamper_allocation_state(path, how):
 
 
 @pytest.mark.parametrize("how", ["claims-free-held", "claims-held-free", "dropped"])
-def test_verify_reports_a_tampered_allocation_index(db, how):
-    fleet(db)
-    _tamper_allocation_state(db, how)
-    with open_reg(db) as reg:
+def test_verify_reports_a_tampered_allocation_index(loc, how):
+    fleet(loc)
+    _tamper_allocation_state(loc, how)
+    with open_reg(loc) as reg:
         result = reg.verify()
     assert result["ok"] is False and result["label"] is None
     assert "held addresses" in result["problem"] and "behind the registry's back" in result["problem"]
 
 
-def test_an_index_claiming_a_held_address_free_never_hands_it_out(db):
-    fleet(db)
-    _tamper_allocation_state(db, "claims-held-free")
-    with open_reg(db) as reg:
+def test_an_index_claiming_a_held_address_free_never_hands_it_out(loc):
+    fleet(loc)
+    _tamper_allocation_state(loc, "claims-held-free")
+    with open_reg(loc) as reg:
         assert alloc(reg, "d")["ip"] == "172.21.0.13"
         assert reg.verify()["ok"] is True     # the allocation noticed and rebuilt the index

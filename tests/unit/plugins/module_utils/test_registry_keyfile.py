@@ -7,7 +7,7 @@ import sys
 import pytest
 from cryptography.fernet import Fernet
 
-from ansible_collections.fenrir.fleet.plugins.module_utils import registry
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry import keys as registry
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import RegistryError, load_or_create_key
 
 COLLECTIONS_DIR = os.path.join(
