@@ -10,6 +10,8 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.errors import SpecErr
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import (
     build_config, normalize_spec, parse_payload, render_toml)
 from ansible_collections.fenrir.fleet.plugins.module_utils.naming import validate_label
+from ansible_collections.fenrir.fleet.plugins.plugin_utils.host_settings import CachedHostvars as _Cached
+from ansible_collections.fenrir.fleet.plugins.plugin_utils.host_settings import HostSettings
 
 
 def knarr_toml(specs, allocations):
@@ -95,47 +97,9 @@ FLEET_SETTINGS = ("registry", "registry_key_file", "network", "subnet", "gateway
                   "parallelism", "wait", "boot_timeout")
 
 
-class _Cached(dict):
-    """hostvars, each host's variables looked up once (every lookup of hostvars[host] merges them anew)."""
-
-    def __init__(self, hostvars):
-        super().__init__()
-        self.hostvars = hostvars.hostvars if isinstance(hostvars, _Cached) else hostvars
-
-    def __missing__(self, host):
-        vars_ = self[host] = self.hostvars[host]
-        return vars_
-
-
-class _Settings:
-    """Each host's value of a role variable, resolved the way the role would see it on that host.
-
-    A run_once task templates its variables in the context of one host, but ``hostvars`` holds only
-    each host's inventory variables, facts and extra vars -- not role defaults, play or task vars.
-    So a host's own value comes from ``hostvars``; a host without one takes the value the play gives
-    the role (``context``: the variables as templated for ``context_host``), unless that value is
-    ``context_host``'s own inventory value, in which case it takes the role default (``role_defaults``).
-    """
-
-    def __init__(self, hostvars, context, context_host=None, role_defaults=None):
-        hostvars = self.hostvars = hostvars if isinstance(hostvars, _Cached) else _Cached(hostvars)
-        self.context = context or {}
-        self.role_defaults = role_defaults or {}
-        own = hostvars[context_host] if context_host is not None and role_defaults is not None else {}
-        self._fallback = {}
-        for var, value in self.context.items():
-            name = PREFIX + var
-            if name in own and own[name] == value:
-                value = self.role_defaults.get(name)  # context_host's own value: not the play's
-            self._fallback[var] = value
-
-    def get(self, host, var):
-        vars_ = self.hostvars[host]
-        if PREFIX + var in vars_:
-            return vars_[PREFIX + var]
-        if var == "label":
-            return host  # the role's default: the inventory host name
-        return self._fallback.get(var)
+def _Settings(hostvars, context, context_host=None, role_defaults=None):
+    """Each host's knarr_node_* setting as the role sees it on that host (see HostSettings)."""
+    return HostSettings(hostvars, context, context_host, role_defaults, prefix=PREFIX, host_named=("label",))
 
 
 def _labels(hosts, hostvars, removal=False):
