@@ -323,13 +323,12 @@ def status(params, client):
         labels = ((info or {}).get("Config") or {}).get("Labels") or {}
         view = engine.view(info) if info else {}
         lim = limits(info) if info else {}
-        names = {(p["container_port"], p["protocol"]): p.get("name") for p in (view.get("ports") or [])}
         results.append(dict(
             tenant_id=tid, container_name=tenant_container_name(prefix, tid), container_id=(info or {}).get("Id"),
             image=view.get("image"), image_id=(info or {}).get("Image"), status=st["status"], health=st["health"],
             exit_code=st["exit_code"], reason=st["reason"], oom_killed=st["oom_killed"],
             restart_count=st["restart_count"], started_at=st.get("started_at"), finished_at=st.get("finished_at"),
-            ports=[dict(p, name=names.get((p["container_port"], p["protocol"]))) for p in published_ports(info)],
+            ports=_ports_out(view.get("ports") or [], info, bind) if info else [],
             cpu=lim.get("cpu"), memory=lim.get("memory"), restart_policy=lim.get("restart_policy"),
             spec_digest=labels.get(DIGEST_LABEL), previous_left_aside=tenant_container_name(prefix, tid) + ".previous"
             in engine.listing, record=public_record(record)))
