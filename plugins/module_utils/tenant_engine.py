@@ -9,7 +9,8 @@
 * **Plan and act**, tenants in parallel (``parallelism`` threads, as knarr nodes are):
 
   - no container: create, start, wait until it runs (health ``healthy`` when it has a health check, else
-    still running after ``start_settle`` seconds);
+    still running after ``start_settle`` seconds). A container starts without a restart policy and gets the
+    spec's once it has proved itself: one that does not come up stays exited with its exit code;
   - CPU, memory or restart policy differ: ``docker update`` in place (a recreate if the engine refuses);
   - anything else differs (image, command, env, ports, log, health check): **recreate without losing
     the tenant** -- the old container is renamed ``<name>.previous`` (stopped only when it holds the
@@ -408,7 +409,7 @@ class TenantEngine:
             nano_cpus=nano_cpus(spec),
             mem_limit=memory_bytes(spec),
             memswap_limit=memory_bytes(spec),
-            restart_policy=restart_policy_api(pc["restart_policy"]),
+            restart_policy={"Name": "no"},  # the spec's policy once the container has proved itself
             port_bindings=bindings or None,
             log_config=log_config,
         )
@@ -427,11 +428,24 @@ class TenantEngine:
         response = self.api._post_json(self.api._url("/containers/{0}/update", container_id), data=data)
         self.api._raise_for_status(response)
 
+    def _set_restart_policy(self, container, policy):
+        response = self.api._post_json(self.api._url("/containers/{0}/update", container),
+                                       data={"RestartPolicy": restart_policy_api(policy)})
+        self.api._raise_for_status(response)
+
     def _start_and_wait(self, work, record_action=True):
+        """Start without a restart policy, so that a container that does not come up stays exited with its exit
+        code (and OOM flag) instead of being restarted; it gets the spec's policy once it has proved itself."""
+        current = limits(self.inspect(work.name))["restart_policy"]
+        if current != "no":
+            self._set_restart_policy(work.name, "no")
         self.api.start(work.name)
         if record_action:
             work.actions.append("start")
         self._wait(work)
+        policy = work.spec["provider_config"]["restart_policy"]
+        if policy != "no":
+            self._set_restart_policy(work.name, policy)
 
     def _wait(self, work):
         """Until the container proves itself: healthy (with a health check) or still running after

@@ -157,10 +157,11 @@ class FakeAPI:
         path, ref = url
         c = self._get(ref)
         self.calls.append(("update", c["Name"][1:], dict(data)))
-        if self.refuse_update:
+        if self.refuse_update and set(data) != {"RestartPolicy"}:
             raise APIError("Cannot update container: memory limit below usage")
-        c["HostConfig"].update(NanoCpus=data["NanoCpus"], Memory=data["Memory"], MemorySwap=data["MemorySwap"],
-                               RestartPolicy=data["RestartPolicy"])
+        for key in ("NanoCpus", "Memory", "MemorySwap", "RestartPolicy"):
+            if key in data:
+                c["HostConfig"][key] = data[key]
         return _Response()
 
     def _raise_for_status(self, response):

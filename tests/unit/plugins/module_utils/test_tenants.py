@@ -177,10 +177,14 @@ def test_recreate_starts_the_new_container_before_removing_the_old(client):
     out = converge(client, spec(container__env={"LOG_LEVEL": "info", "API_TOKEN": "t0k3n-s3cret"}))
     t = out["tenants"][0]
     assert t["actions"][0] == "recreate (env)" and not t["failed"]
-    assert client.api.mutations() == [
-        ("rename", "ttest-tenant-acme", "ttest-tenant-acme.previous"), ("create_container", "ttest-tenant-acme"),
+    assert [c[:2] for c in client.api.mutations()] == [
+        ("rename", "ttest-tenant-acme"), ("create_container", "ttest-tenant-acme"),
         ("stop", "ttest-tenant-acme.previous"),  # it holds the same host port
-        ("start", "ttest-tenant-acme"), ("remove_container", "ttest-tenant-acme.previous")]
+        ("start", "ttest-tenant-acme"),
+        ("update", "ttest-tenant-acme"),  # its restart policy, now that it has proved itself
+        ("remove_container", "ttest-tenant-acme.previous")]
+    assert client.api.mutations()[0][2] == "ttest-tenant-acme.previous"
+    assert client.api.by_name("ttest-tenant-acme")["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     assert client.api.names() == ["ttest-tenant-acme"] and client.api.by_name("ttest-tenant-acme")["Id"] != old
     assert out["diff"]["before"]["acme"]["env"]["LOG_LEVEL"] == "debug"
     assert out["diff"]["after"]["acme"]["env"]["LOG_LEVEL"] == "info"
@@ -227,6 +231,8 @@ def test_a_new_tenant_that_fails_keeps_its_container_and_is_failed_with_its_exit
     assert t["failed"] and t["status"] == "failed" and t["exit_code"] == 3
     assert t["record"]["status"] == "failed" and t["record"]["exit_code"] == 3
     assert client.api.names() == ["ttest-tenant-acme"]  # kept: its logs tell why
+    # Not restarted again and again: it gets its restart policy only once it has proved itself.
+    assert client.api.by_name("ttest-tenant-acme")["HostConfig"]["RestartPolicy"]["Name"] == "no"
 
 
 def test_a_stopped_tenant_is_started(client):
