@@ -64,8 +64,8 @@ def tenant_batches(hosts, hostvars, context, context_host=None, role_defaults=No
         raw = dict(raw)
         raw.setdefault("tenant_id", host)
         entries.append((where + " (variable tenants_spec)", state, _docker(settings.get(host, "docker"), where), raw))
-    play_state = settings.play_value("state")
-    play_docker = _docker(settings.play_value("docker"), "the play")
+    play_state = settings.play_value("state", hosts or [])
+    play_docker = _docker(settings.play_value("docker", hosts or []), "the play")
     if not isinstance(tenants_list or [], list):
         raise AnsibleFilterError("field 'tenants_list': must be a list of tenant specs")
     for i, raw in enumerate(tenants_list or []):

@@ -35,6 +35,7 @@ class HostSettings:
 
     def __init__(self, hostvars, context, context_host=None, role_defaults=None, prefix="", host_named=()):
         hostvars = self.hostvars = hostvars if isinstance(hostvars, CachedHostvars) else CachedHostvars(hostvars)
+        self.context_host = context_host
         self.prefix = prefix
         self.host_named = tuple(host_named)
         self.context = context or {}
@@ -55,6 +56,17 @@ class HostSettings:
             return host  # the role's default: the inventory host name
         return self._fallback.get(var)
 
-    def play_value(self, var):
-        """The value the play gives the role (not any host's own)."""
+    def play_value(self, var, hosts=()):
+        """The value the play gives the role, for what belongs to no host (e.g. a list of items given to the play).
+
+        The context host's own inventory value is not the play's -- unless every other host of ``hosts`` has the
+        same (an extra var or an ``all`` group var is in every host's variables)."""
+        value = self.context.get(var)
+        name = self.prefix + var
+        if self.context_host is None or self._fallback.get(var) == value:
+            return value
+        own = self.hostvars[self.context_host]
+        others = [h for h in hosts if h != self.context_host]
+        if name in own and all(name in self.hostvars[h] and self.hostvars[h][name] == value for h in others):
+            return value
         return self._fallback.get(var)

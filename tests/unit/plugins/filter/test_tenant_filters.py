@@ -49,6 +49,19 @@ def test_the_plays_settings_reach_hosts_without_their_own():
         ("tcp://10.0.0.7:2376", ["acme", "listed"])]
 
 
+def test_extra_vars_are_the_plays_for_listed_tenants():
+    # -e tenants_state=absent: in every host's variables, the context host's included.
+    hostvars = {"localhost": {"tenants_state": "absent"}, "acme": {"tenants_state": "absent"}}
+    got = f.tenant_batches(["acme"], hostvars, {"spec": {}, "state": "absent", "docker": {}}, "localhost",
+                           ROLE_DEFAULTS, [tenant(tenant_id="listed")])
+    assert got[0]["absent"] == ["acme", "listed"]
+    # Only the context host has it: its own, not the play's.
+    hostvars = {"acme": {"tenants_state": "absent", "tenants_spec": tenant()}, "beta": {"tenants_spec": tenant()}}
+    got = f.tenant_batches(["acme", "beta"], hostvars, {"spec": {}, "state": "absent", "docker": {}}, "acme",
+                           ROLE_DEFAULTS, [tenant(tenant_id="listed")])
+    assert got[0]["absent"] == ["acme"] and [s["tenant_id"] for s in got[0]["present"]] == ["beta", "listed"]
+
+
 @pytest.mark.parametrize("hostvars, tenants_list, words", [
     ({"acme": {"tenants_spec": tenant(resources={"cpu": 500, "memory": 2})}}, None,
      "tenant 'acme', field 'resources.memory'"),
