@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: tenant
 short_description: Run tenant workloads as one limited Docker container per tenant (seed 001's Docker provider)
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - For every tenant spec of O(tenants) (the seed's shape), makes the container C(<prefix>-tenant-<tenant_id>) run as
     specified on the Docker engine given by the connection options -- the local one or a managed host over mutual TLS.

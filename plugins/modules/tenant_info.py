@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: tenant_info
 short_description: Status of tenant workloads, as an operator needs it
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Reports every tenant of this prefix and fleet registry on the Docker engine (or the tenants named in
     O(tenant_ids)), read from C(docker inspect) - never changes anything.
