@@ -18,6 +18,9 @@ from ansible_collections.fenrir.fleet.plugins.plugin_utils.host_settings import 
 
 PREFIX = "tenants_"
 STATES = ("present", "absent")
+# Role variables read once for the play (on the host the run_once tasks run on), never per tenant.
+PLAY_SETTINGS = ("prefix", "registry", "bind_address", "parallelism", "start_timeout", "start_settle", "mode", "output",
+                 "list", "group")
 DOCKER_OPTIONS = tuple(DOCKER_COMMON_ARGS)
 
 
@@ -39,8 +42,20 @@ def _spec_error(exc, where):
     return AnsibleFilterError("%s (%s)" % (exc, where))
 
 
+def _play_settings_agree(hosts, hostvars, play_settings, context_host):
+    """A play setting given to some tenant hosts only (say, in the tenants group's vars) would be silently ignored:
+    the role reads it once, on the run_once host. Refuse that, naming the setting and the hosts."""
+    for var, value in sorted((play_settings or {}).items()):
+        name = PREFIX + var
+        differ = sorted(h for h in hosts if name in hostvars[h] and hostvars[h][name] != value)
+        if differ:
+            raise AnsibleFilterError("field %r: a play setting, read once for the whole play (on %s, where it is %r), "
+                                     "differs on %s; set it for the play (play vars, group_vars/all or -e), not per "
+                                     "host or group" % (name, context_host, value, ", ".join(differ)))
+
+
 def tenant_batches(hosts, hostvars, context, context_host=None, role_defaults=None, tenants_list=None,
-                   prefix=DEFAULT_PREFIX):
+                   prefix=DEFAULT_PREFIX, play_settings=None):
     """Every tenant of the play, validated, grouped by the Docker engine it runs on.
 
     ``hosts``: the play's hosts of the tenants group -- each is one tenant, ``tenants_spec`` its spec (its
@@ -50,9 +65,11 @@ def tenant_batches(hosts, hostvars, context, context_host=None, role_defaults=No
 
     Returns ``[{engine, docker, present: [specs], absent: [tenant ids]}]``, one per engine, in first-seen
     order. Fails naming the tenant, the field and where it was set when a spec is bad, a tenant id is given
-    twice, or two tenants on one engine publish the same host port.
+    twice, or two tenants on one engine publish the same host port; and when a play setting (``play_settings``:
+    prefix, registry, ... as the run_once task sees them) differs on some tenant host.
     """
     settings = HostSettings(hostvars, context, context_host, role_defaults, prefix=PREFIX)
+    _play_settings_agree(hosts or [], settings.hostvars, play_settings, context_host)
     entries = []  # (where, state, docker, raw spec)
     for host in hosts or []:
         where = "host %s" % host

@@ -49,6 +49,18 @@ def test_the_plays_settings_reach_hosts_without_their_own():
         ("tcp://10.0.0.7:2376", ["acme", "listed"])]
 
 
+def test_a_play_setting_given_to_some_tenant_hosts_only_is_refused():
+    hostvars = {"localhost": {}, "a": {"tenants_spec": tenant(), "tenants_prefix": "ttest"},
+                "b": {"tenants_spec": tenant(), "tenants_prefix": "ttest"}}
+    with pytest.raises(AnsibleFilterError) as err:
+        f.tenant_batches(["a", "b"], hostvars, {"spec": {}, "state": "present", "docker": {}}, "localhost",
+                         ROLE_DEFAULTS, [], "fenrir", {"prefix": "fenrir"})
+    assert "field 'tenants_prefix': a play setting" in str(err.value) and "differs on a, b" in str(err.value)
+    # The same value everywhere (group_vars/all, -e): fine.
+    assert f.tenant_batches(["a", "b"], hostvars, {"spec": {}, "state": "present", "docker": {}}, "a", ROLE_DEFAULTS,
+                            [], "ttest", {"prefix": "ttest"})
+
+
 def test_extra_vars_are_the_plays_for_listed_tenants():
     # -e tenants_state=absent: in every host's variables, the context host's included.
     hostvars = {"localhost": {"tenants_state": "absent"}, "acme": {"tenants_state": "absent"}}
