@@ -225,10 +225,17 @@ removed:
   type: list
   elements: dict
 registry:
-  description: The registry as containers are labelled with it (C(location)), and whether records were persisted.
+  description: The registry as containers are labelled with it, and whether records were persisted.
   returned: always
   type: dict
   sample: {location: /var/lib/fenrir/fleet.db, persisted: false}
+  contains:
+    location:
+      description: The registry's absolute path, or its DSN without the password.
+      type: str
+    persisted:
+      description: Whether the records were written to the registry (false until its tenants table is on this branch).
+      type: bool
 problems:
   description: When the call is refused, every problem found (C(tenant_id), C(field), C(message)); nothing changed.
   returned: failure
