@@ -30,7 +30,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.containers import foreign_registry, fault_point
+from ansible_collections.fenrir.fleet.plugins.module_utils.containers import (
+    LABEL_PREFIX, ROLE_LABEL, _reason, fault_point, foreign_registry)
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import APIError, NotFound
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import SpecError
 from ansible_collections.fenrir.fleet.plugins.module_utils.naming import tenant_aside_name, tenant_container_name
@@ -40,11 +41,10 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.tenant_spec import (
 from ansible_collections.fenrir.fleet.plugins.module_utils.tenant_status import (
     classify, last_health_output, limits, published_ports)
 
-ROLE_LABEL = "fenrir.fleet.role"
-ROLE_VALUE = "tenant"
-REGISTRY_LABEL = "fenrir.fleet.registry"
-DIGEST_LABEL = "fenrir.fleet.spec_digest"
-SPEC_LABEL = "fenrir.fleet.spec"  # the recreate view of the spec, env values masked: what the diff shows as before
+ROLE_VALUE = "tenant"  # of ROLE_LABEL (fenrir.fleet.role), as knarr nodes are knarr-node
+REGISTRY_LABEL = LABEL_PREFIX + "registry"
+DIGEST_LABEL = LABEL_PREFIX + "spec_digest"
+SPEC_LABEL = LABEL_PREFIX + "spec"  # the recreate view of the spec, env values masked: what the diff shows as before
 OWNER = "fenrir.fleet"
 WILDCARD_IPS = ("", "0.0.0.0", "::")
 
@@ -71,7 +71,7 @@ def tenant_labels(prefix, spec, registry, bind_address):
 def tenant_id_label(labels):
     """(prefix, tenant id) of a container carrying some ``<prefix>.tenant_id`` label, else (None, None)."""
     for key, value in sorted((labels or {}).items()):
-        if key.endswith(".tenant_id") and not key.startswith("fenrir.fleet."):
+        if key.endswith(".tenant_id") and not key.startswith(LABEL_PREFIX):
             return key[:-len(".tenant_id")], value
     return None, None
 
@@ -99,10 +99,6 @@ def ownership_problem(name, labels, prefix, tenant_id, registry):
 
 def _overlap(ip_a, ip_b):
     return ip_a in WILDCARD_IPS or ip_b in WILDCARD_IPS or ip_a == ip_b
-
-
-def _reason(exc):
-    return str(getattr(exc, "explanation", None) or exc)
 
 
 class TenantWork:

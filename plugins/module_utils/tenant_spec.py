@@ -22,8 +22,7 @@ import json
 import re
 
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import SpecError
-from ansible_collections.fenrir.fleet.plugins.module_utils.naming import (
-    tenant_container_name, validate_tenant_id, validate_tenant_prefix)
+from ansible_collections.fenrir.fleet.plugins.module_utils.naming import validate_tenant_id, validate_tenant_prefix
 
 DEFAULT_PREFIX = "fenrir"
 PROVIDER_TYPE = "docker"
@@ -504,6 +503,3 @@ def public_spec(spec, bind_address=None):
         out["bind_address"] = bind_address
     return out
 
-
-def container_name(prefix, spec):
-    return tenant_container_name(prefix, spec["tenant_id"])

@@ -24,7 +24,6 @@ import signal
 from ansible_collections.fenrir.fleet.plugins.module_utils.tenant_spec import (
     MIB, NANOCPUS_PER_MILLICORE, restart_policy_text)
 
-STATUSES = ("provisioning", "running", "starting", "stopped", "failed", "destroyed")
 HEALTHS = ("healthy", "unhealthy", "starting", "none")
 
 

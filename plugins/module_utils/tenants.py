@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import connection_params
+from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
+    DockerException, connection_params, make_client, require_docker)
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, SpecError
 from ansible_collections.fenrir.fleet.plugins.module_utils.naming import tenant_container_name, validate_tenant_prefix
 from ansible_collections.fenrir.fleet.plugins.module_utils.tenant_engine import (
@@ -346,3 +347,25 @@ def status(params, client):
                 registry=dict(location=registry, persisted=persisted), prefix=prefix, docker_host=engine.docker_host,
                 warnings=[] if persisted else [NOT_PERSISTED])
 
+
+# --------------------------------------------------------------------------- the modules' main()
+
+def run_module(module, operation, *args):
+    """Run ``operation(params, client, *args)`` for an AnsibleModule and exit with its result: warnings
+    shown, a refusal with every problem, a Docker error as a message (never a traceback), failed tenants
+    failing the task with every tenant's result."""
+    require_docker(module)
+    try:
+        client = make_client(module.params, max_pool_size=max(8, module.params.get("parallelism") or 0))
+        result = operation(module.params, client, *args)
+    except TenantRefused as exc:
+        module.fail_json(msg=str(exc), problems=exc.as_list(), changed=False)
+    except (FleetError, ValueError) as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    except DockerException as exc:
+        module.fail_json(msg="Docker engine error: %s" % exc, changed=False)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    if result.get("failed_tenants"):
+        module.fail_json(**result)
+    module.exit_json(**result)

@@ -247,11 +247,9 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
-    DockerException, docker_argument_spec, make_client, require_docker)
-from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
+from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import docker_argument_spec
 from ansible_collections.fenrir.fleet.plugins.module_utils.tenant_spec import secret_values
-from ansible_collections.fenrir.fleet.plugins.module_utils.tenants import TenantRefused, converge, destroy
+from ansible_collections.fenrir.fleet.plugins.module_utils.tenants import converge, destroy, run_module
 
 
 def argument_spec():
@@ -281,25 +279,10 @@ def hide_secrets(module):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    require_docker(module)
     hide_secrets(module)
     if module.params["state"] == "absent" and module.params["remove"]:
         module.fail_json(msg="remove is for state=present; with state=absent, list the tenants in tenants")
-    run = converge if module.params["state"] == "present" else destroy
-    try:
-        client = make_client(module.params, max_pool_size=max(8, module.params["parallelism"]))
-        result = run(module.params, client, module.check_mode, module._diff)
-    except TenantRefused as exc:
-        module.fail_json(msg=str(exc), problems=exc.as_list(), changed=False)
-    except (FleetError, ValueError) as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    except DockerException as exc:
-        module.fail_json(msg="Docker engine error: %s" % exc, changed=False)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    if result["failed_tenants"]:
-        module.fail_json(**result)
-    module.exit_json(**result)
+    run_module(module, converge if module.params["state"] == "present" else destroy, module.check_mode, module._diff)
 
 
 if __name__ == "__main__":

@@ -112,10 +112,8 @@ registry:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
-    DockerException, docker_argument_spec, make_client, require_docker)
-from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
-from ansible_collections.fenrir.fleet.plugins.module_utils.tenants import TenantRefused, status
+from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import docker_argument_spec
+from ansible_collections.fenrir.fleet.plugins.module_utils.tenants import run_module, status
 
 
 def argument_spec():
@@ -128,18 +126,7 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    require_docker(module)
-    try:
-        result = status(module.params, make_client(module.params))
-    except TenantRefused as exc:
-        module.fail_json(msg=str(exc), problems=exc.as_list())
-    except (FleetError, ValueError) as exc:
-        module.fail_json(msg=str(exc))
-    except DockerException as exc:
-        module.fail_json(msg="Docker engine error: %s" % exc)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    module.exit_json(**result)
+    run_module(module, status)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 import yaml
 
-from conftest import CLIENT, ROOT, VENV_BIN, Result
+from conftest import CLIENT, ROOT, run_playbook
 
 PREFIX = "ttest"
 IMAGE = "fenrir-tenant-http:latest"
@@ -95,17 +95,11 @@ class Tenants:
             yaml.safe_dump(inventory, fh)
 
     def play(self, playbook="tenants.yml", *args, check=True):
-        environ = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-                       ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1",
-                       PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
-        path = playbook if os.path.isabs(playbook) else os.path.join(ROOT, "playbooks", playbook)
-        proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", self.inventory, path] + list(args),
-                              cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600)
-        assert SECRET not in proc.stdout + proc.stderr, "a secret env value was shown"
-        result = Result(proc)
-        if check and proc.returncode != 0:
-            raise AssertionError("%s failed (rc %d):\n%s\n%s" % (playbook, proc.returncode, result.errors(),
-                                                                 proc.stderr[-3000:]))
+        result = run_playbook(self.inventory, playbook, *args, check=False)
+        assert SECRET not in result.stdout + result.stderr, "a secret env value was shown"
+        if check and result.rc != 0:
+            raise AssertionError("%s failed (rc %d):\n%s\n%s" % (playbook, result.rc, result.errors(),
+                                                                 result.stderr[-3000:]))
         return result
 
 
