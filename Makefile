@@ -38,6 +38,7 @@ docker:
 
 image: docker
 	@scripts/ensure-node-image
+	@scripts/ensure-tenant-image
 
 provision: venv image
 	ansible-playbook playbooks/provision.yml

@@ -25,7 +25,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.registry import (
     ACTIVE_STATUSES, Registry, RegistryError, check_readable, registry_id)
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import read_nodes as registry_read_nodes
 
-# The labels fenrir.fleet.knarr_container puts on every node container (see module_utils/containers.py).
+# The labels fenrir.fleet.knarr_container puts on every node container (see module_utils/node_containers.py).
 LABEL_PREFIX = "fenrir.fleet."
 ROLE_LABEL = LABEL_PREFIX + "role"
 ROLE_VALUE = "knarr-node"

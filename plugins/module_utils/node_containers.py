@@ -186,7 +186,7 @@ class Reconciler:
             self._wait(work)
         except (APIError, ProbeError, OSError) as exc:
             work.failed = True
-            work.reason = work.reason or _reason(exc)
+            work.reason = work.reason or engine_reason(exc)
         if work.failed and work.actions:
             self.discard(work)
 
@@ -213,7 +213,7 @@ class Reconciler:
             self._reconcile(work)
         except (APIError, ProbeError, OSError, ident.IdentityError) as exc:
             work.failed = True
-            work.reason = work.reason or _reason(exc)
+            work.reason = work.reason or engine_reason(exc)
         except Exception as exc:  # never let one node's surprise take the others down
             work.failed = True
             work.reason = "unexpected %s: %s" % (type(exc).__name__, exc)
@@ -228,7 +228,7 @@ class Reconciler:
         except NotFound:
             pass
         except APIError as exc:
-            work.reason += "; removing its container failed too: %s" % _reason(exc)
+            work.reason += "; removing its container failed too: %s" % engine_reason(exc)
         work.container_id = None
         work.state = None
 
@@ -380,7 +380,8 @@ def _public_view(view):
     return {k: v for k, v in view.items() if k not in ("image_id",)}
 
 
-def _reason(exc):
+def engine_reason(exc):
+    """What the engine said (its explanation), else the exception's text."""
     explanation = getattr(exc, "explanation", None)
     return str(explanation or exc)
 
@@ -439,7 +440,7 @@ def remove_containers(client, names, check_mode=False, parallelism=8, registry_p
         except NotFound:
             results[name] = "absent"
         except APIError as exc:
-            results[name] = "error: %s" % _reason(exc)
+            results[name] = "error: %s" % engine_reason(exc)
 
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(names) or 1))) as pool:
         list(pool.map(one, names))

@@ -103,20 +103,7 @@ class Fleet:
             fh.write("\n".join(lines) + "\n")
 
     def play(self, playbook, *args, env=None, check=True):
-        environ = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-                       ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1",
-                       PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
-        environ.update(env or {})
-        if "FENRIR_FAULT_POINT" in environ:  # arm the fault injector (tests/integration/faults)
-            environ["PYTHONPATH"] = os.pathsep.join(p for p in (FAULTS_DIR, environ.get("PYTHONPATH")) if p)
-        proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", self.inventory,
-                               os.path.join(ROOT, "playbooks", playbook)] + list(args),
-                              cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600, check=False)
-        result = Result(proc)
-        if check and proc.returncode != 0:
-            raise AssertionError("%s failed (rc %d):\n%s\n%s" % (playbook, proc.returncode, result.errors(),
-                                                                 proc.stderr[-3000:]))
-        return result
+        return run_playbook(self.inventory, playbook, *args, env=env, check=check)
 
     # -- what is there, seen from outside
     def containers(self):
@@ -159,6 +146,25 @@ class Fleet:
                 with open(os.path.join(state_dir, name), "rb") as fh:
                     files[name] = hashlib.sha256(fh.read()).hexdigest()
         return dict(containers=self.containers(), network=self.network_exists(), files=files, content=content)
+
+
+def run_playbook(inventory, playbook, *args, env=None, check=True):
+    """ansible-playbook (a name under playbooks/, or a path) on ``inventory``, its JSON output as a Result;
+    with ``check``, a failed run fails the test."""
+    environ = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+                   ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1",
+                   PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
+    environ.update(env or {})
+    if "FENRIR_FAULT_POINT" in environ:  # arm the fault injector (tests/integration/faults)
+        environ["PYTHONPATH"] = os.pathsep.join(p for p in (FAULTS_DIR, environ.get("PYTHONPATH")) if p)
+    path = playbook if os.path.isabs(playbook) else os.path.join(ROOT, "playbooks", playbook)
+    proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, path] + list(args),
+                          cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600, check=False)
+    result = Result(proc)
+    if check and proc.returncode != 0:
+        raise AssertionError("%s failed (rc %d):\n%s\n%s" % (playbook, proc.returncode, result.errors(),
+                                                             proc.stderr[-3000:]))
+    return result
 
 
 class Result:

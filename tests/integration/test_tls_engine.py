@@ -207,3 +207,46 @@ def test_a_play_sets_the_connection_options_once_for_the_action_group(tls_engine
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode != 0 and "cannot reach the Docker engine at https://127.0.0.1" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_tenants_on_the_tls_engine_and_on_the_local_one_in_one_play(tls_engine, tmp_path):
+    """Per-host tenants_docker: one tenant on the TLS engine, one on the local engine, one play (every engine checked
+    before either changes), then a re-run with nothing to change, then both destroyed."""
+    import docker
+    import yaml
+    options = tls_engine["options"]
+    subprocess.run([os.path.join(ROOT, "scripts", "ensure-tenant-image")], check=True, capture_output=True)
+    local, remote = docker.from_env(), make_client(options)
+    remote.api.load_image(local.api.get_image("fenrir-tenant-http:latest"))  # no registry: the image travels
+    spec = {"containers": [{"name": "app", "image": "fenrir-tenant-http:latest"}], "resources": {"cpu": 250,
+                                                                                                 "memory": 32}}
+    inventory = tmp_path / "hosts.yml"
+    local_vars = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+    inventory.write_text(yaml.safe_dump({"all": {
+        "vars": dict(tenants_prefix="ttest", tenants_registry=str(tmp_path / "fleet.db"), tenants_start_settle=1.0),
+        "hosts": {"localhost": local_vars}, "children": {"tenants": {"vars": local_vars, "hosts": {
+            "on-tls": {"tenants_spec": spec, "tenants_docker": options}, "on-local": {"tenants_spec": spec}}}}}}))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
+
+    def play(*args):
+        proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", str(inventory),
+                               os.path.join(ROOT, "playbooks", "tenants.yml")] + list(args),
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+        return proc.stdout
+
+    try:
+        out = play()
+        assert "Several engines - check every engine before changing any" in out
+        on_tls = remote.containers.get("ttest-tenant-on-tls")
+        assert on_tls.attrs["HostConfig"]["NanoCpus"] == 250_000_000 and on_tls.status == "running"
+        assert not remote.containers.list(all=True, filters={"name": "ttest-tenant-on-local"})
+        assert local.containers.get("ttest-tenant-on-local").status == "running"
+        assert not local.containers.list(all=True, filters={"name": "ttest-tenant-on-tls"})
+        assert "changed=0" in play()
+        play("-e", "tenants_state=absent")
+        assert not remote.containers.list(all=True, filters={"label": "ttest.tenant_id"})
+    finally:
+        for c in local.containers.list(all=True, filters={"label": "ttest.tenant_id"}):
+            if c.labels.get("fenrir.fleet.registry") == str(tmp_path / "fleet.db"):
+                c.remove(force=True)
