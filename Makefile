@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 STAMP      := $(VENV)/.installed
 BENCH_NODES ?= 50
 
-.PHONY: help venv docker image provision check decommission status test unit integration molecule bench bench-smoke lint doc clean
+.PHONY: help venv docker image provision check decommission status test unit integration molecule bench bench-smoke lint sanity changelog doc clean
 
 help:
 	@echo "make provision  - set up (venv, Docker engine, node image) and provision the local fleet"
@@ -21,6 +21,7 @@ help:
 	@echo "make decommission - remove the local fleet"
 	@echo "make bench      - fleet-scale benchmark (BENCH_NODES=$(BENCH_NODES)), then the registry's allocation cost"
 	@echo "make lint       - ansible-lint (production profile)"
+	@echo "make sanity     - ansible-test sanity on a laid-out copy of the collection"
 
 $(STAMP): requirements.txt constraints.txt
 	@python3 -c 'import ensurepip' 2>/dev/null || { echo "installing python3-venv"; \
@@ -71,12 +72,20 @@ bench: venv image
 
 test: venv image
 	ansible-lint
+	scripts/sanity
 	$(PY) -m pytest -q tests
 	molecule test
 	$(PY) bench/fleet_bench.py --nodes 3 --skip-baselines --results bench/results/smoke.json
 
 lint: venv
 	ansible-lint
+
+sanity: venv
+	scripts/sanity
+
+changelog: venv
+	antsibull-changelog lint
+	antsibull-changelog generate
 
 doc: venv
 	@for m in plugins/modules/*.py; do n=$$(basename $$m .py); ansible-doc -t module fenrir.fleet.$$n >/dev/null && echo "ok  $$n"; done
