@@ -45,3 +45,17 @@ def sql_edit():
         conn.commit()
         conn.close()
     return edit
+
+
+@pytest.fixture
+def registry_rows():
+    """registry_rows(path): a SQLite registry's node rows by label, read outside the registry (read-write, so
+    closing leaves no -wal/-shm behind)."""
+    def rows(db):
+        conn = sqlite3.connect(str(db))
+        conn.row_factory = sqlite3.Row
+        try:
+            return {r["label"]: dict(r) for r in conn.execute("SELECT * FROM nodes")}
+        finally:
+            conn.close()
+    return rows

@@ -28,7 +28,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetEr
 # The SDK's exceptions are the ones every Docker-facing module catches; importing them from here keeps modules
 # importable (and their errors clear) without the SDK.
 __all__ = ("APIError", "DOCKER_COMMON_ARGS", "DockerException", "DockerOptionsError", "HAS_DOCKER", "NotFound",
-           "connection_params", "docker_argument_spec", "make_client", "require_docker")
+           "connection_params", "docker_argument_spec", "make_client", "require_docker", "run_with_engine")
 
 try:
     import docker
@@ -222,6 +222,26 @@ def make_client(params, max_pool_size=16, conn=None):
     except (DockerException, OSError) as exc:  # OSError: requests' connection and TLS errors
         raise DockerException("cannot reach the Docker engine at %s (is it running? see scripts/ensure-docker; with "
                               "TLS: ca_path, client_cert/client_key, tls_hostname): %s" % (base_url, exc))
+
+
+def run_with_engine(params, work, max_pool_size=16, diff=True):
+    """What a Docker-facing module's ``run()`` does around its work: resolve the connection options, make the
+    client, call ``work(client)`` for the result; a refusal (FleetError) or an engine error becomes a
+    ModuleFailure with a clear message, the options' warnings are added to the result, and without ``diff`` the
+    result carries none."""
+    from ansible_collections.fenrir.fleet.plugins.module_utils.errors import ModuleFailure
+    try:
+        conn = connection_params(params)
+        result = work(make_client(params, max_pool_size=max_pool_size, conn=conn))
+    except FleetError as exc:
+        raise ModuleFailure(str(exc), getattr(exc, "result", None))
+    except DockerException as exc:
+        raise ModuleFailure("Docker engine error: %s" % exc)
+    if not diff:
+        result.pop("diff", None)
+    if conn["warnings"]:
+        result["warnings"] = list(conn["warnings"]) + list(result.get("warnings") or [])
+    return result
 
 
 def require_docker(module):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import ipaddress
 
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
-    APIError, DockerException, NotFound, connection_params, docker_argument_spec, make_client)
-from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, ModuleFailure
+    APIError, NotFound, docker_argument_spec, run_with_engine)
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NETWORK_OPTION
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry_options import pool_argument_spec
 
@@ -149,15 +149,4 @@ def ensure_network(api, params, check_mode):
 
 def run(params, check_mode=False, diff=False):
     """The module: raises ModuleFailure naming the network and the field."""
-    try:
-        conn = connection_params(params)
-        result = ensure_network(make_client(params, conn=conn).api, params, check_mode)
-    except FleetError as exc:
-        raise ModuleFailure(str(exc))
-    except DockerException as exc:
-        raise ModuleFailure("Docker engine error: %s" % exc)
-    if not diff:
-        result.pop("diff", None)
-    if conn["warnings"]:
-        result["warnings"] = list(conn["warnings"])
-    return result
+    return run_with_engine(params, lambda client: ensure_network(client.api, params, check_mode), diff=diff)

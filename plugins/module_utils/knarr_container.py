@@ -14,7 +14,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils import checkpoints
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
 from ansible_collections.fenrir.fleet.plugins.module_utils.container_files import identity_of, read_file
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
-    DockerException, connection_params, docker_argument_spec, make_client)
+    DockerException, docker_argument_spec, run_with_engine)
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, ModuleFailure
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import secret_values as toml_secrets
 from ansible_collections.fenrir.fleet.plugins.module_utils.naming import container_name, validate_label
@@ -266,19 +266,11 @@ def _removal_result(names, outcome, records, check_mode, diff):
 
 def run(params, check_mode=False, diff=False):
     """The module: raises ModuleFailure when the input is refused or any node fails (after handling all)."""
-    try:
-        conn = connection_params(params)
-        client = make_client(params, max_pool_size=max(8, params["parallelism"]), conn=conn)
+    def work(client):
         if params["state"] == "absent":
-            result = remove_nodes(params, client, check_mode, diff)
-        else:
-            result = start_nodes(params, client, check_mode, diff)
-    except FleetError as exc:
-        raise ModuleFailure(str(exc))
-    except DockerException as exc:
-        raise ModuleFailure("Docker engine error: %s" % exc)
-    if conn["warnings"]:
-        result["warnings"] = list(conn["warnings"])
+            return remove_nodes(params, client, check_mode, diff)
+        return start_nodes(params, client, check_mode, diff)
+    result = run_with_engine(params, work, max_pool_size=max(8, params["parallelism"]))
     if result["failed_nodes"]:
         raise ModuleFailure(result.pop("msg"), result)
     return result

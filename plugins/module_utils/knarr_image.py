@@ -9,8 +9,8 @@ there is refused, naming the nodes that need it, before a network, an address or
 from __future__ import annotations
 
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
-    DockerException, NotFound, connection_params, docker_argument_spec, make_client)
-from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, ModuleFailure
+    NotFound, docker_argument_spec, run_with_engine)
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
 
 NAME = "knarr_image"
 REQUIREMENTS = ("docker",)
@@ -47,14 +47,4 @@ def check_present(api, images):
 
 def run(params, check_mode=False, diff=False):
     """The module: changes nothing, fails naming the nodes whose image is missing."""
-    try:
-        conn = connection_params(params)
-        ids = check_present(make_client(params, conn=conn).api, params["images"])
-    except FleetError as exc:
-        raise ModuleFailure(str(exc))
-    except DockerException as exc:
-        raise ModuleFailure("Docker engine error: %s" % exc)
-    result = dict(changed=False, images=ids)
-    if conn["warnings"]:
-        result["warnings"] = list(conn["warnings"])
-    return result
+    return run_with_engine(params, lambda client: dict(changed=False, images=check_present(client.api, params["images"])))

@@ -9,8 +9,7 @@ import hmac
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
 from ansible_collections.fenrir.fleet.plugins.module_utils.container_files import identity_of, make_tar, read_file
-from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
-    DockerException, connection_params, docker_argument_spec, make_client)
+from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import docker_argument_spec, run_with_engine
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, ModuleFailure
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Registry
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry_options import registry_location
@@ -129,20 +128,9 @@ def node_identity(params, client, check_mode):
 
 def run(params, check_mode=False, diff=False):
     """The module; a Docker engine is contacted only when a container is given."""
-    warnings = []
-    try:
-        client = None
-        if params.get("container"):
-            conn = connection_params(params)
-            warnings = conn["warnings"]
-            client = make_client(params, conn=conn)
-        result = node_identity(params, client, check_mode)
-    except FleetError as exc:
-        raise ModuleFailure(str(exc))
-    except DockerException as exc:
-        raise ModuleFailure("Docker engine error: %s" % exc)
+    if params.get("container"):
+        return run_with_engine(params, lambda client: node_identity(params, client, check_mode), diff=diff)
+    result = node_identity(params, None, check_mode)
     if not diff:
         result.pop("diff", None)
-    if warnings:
-        result["warnings"] = list(warnings)
     return result

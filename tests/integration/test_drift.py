@@ -101,15 +101,6 @@ def status_playbook(db, *args, check=True):
     return proc, [line.strip(" -'\"") for line in proc.stdout.splitlines()]
 
 
-def rows(db):
-    conn = sqlite3.connect(str(db))  # read-write, so closing leaves no -wal/-shm behind
-    conn.row_factory = sqlite3.Row
-    try:
-        return {r["label"]: dict(r) for r in conn.execute("SELECT * FROM nodes")}
-    finally:
-        conn.close()
-
-
 # --------------------------------------------------------------------------- Docker fixtures
 
 def _cleanup(api):
@@ -470,10 +461,10 @@ def stale_fleet(engine, tmp_path):
         api.remove_container(name, force=True)
 
 
-def test_release_stale_module_check_diff_and_run(stale_fleet):
+def test_release_stale_module_check_diff_and_run(stale_fleet, registry_rows):
     db = stale_fleet["db"]
     args = dict(registry=db, network=NETWORK, release_stale=True)
-    before, before_rows = digest(db), rows(db)
+    before, before_rows = digest(db), registry_rows(db)
 
     planned = adhoc(args, "--check", "--diff")
     assert planned["changed"] is True and planned["released"] == ["drifttest-r1", "drifttest-r2"]
@@ -481,11 +472,11 @@ def test_release_stale_module_check_diff_and_run(stale_fleet):
         status="provisioning", reason=None, ip=stale_fleet["ip"]["drifttest-r1"], address_held=True)
     assert planned["diff"]["after"]["drifttest-r2"]["status"] == "failed"
     assert planned["diff"]["after"]["drifttest-r2"]["address_held"] is False
-    assert digest(db) == before and rows(db) == before_rows  # check mode wrote nothing
+    assert digest(db) == before and registry_rows(db) == before_rows  # check mode wrote nothing
 
     done = adhoc(args, "--diff")
     assert done["changed"] is True and done["released"] == ["drifttest-r1", "drifttest-r2"]
-    after_rows = rows(db)
+    after_rows = registry_rows(db)
     for label in ("drifttest-r3", "drifttest-r4", "drifttest-r5", "drifttest-r6"):
         assert after_rows[label] == before_rows[label], label
     for label in ("drifttest-r1", "drifttest-r2"):
@@ -508,10 +499,10 @@ def test_release_stale_module_check_diff_and_run(stale_fleet):
 
     again = adhoc(args, "--diff")
     assert again["changed"] is False and again["released"] == []
-    assert rows(db) == after_rows
+    assert registry_rows(db) == after_rows
 
 
-def test_release_stale_from_the_status_playbook(stale_fleet):
+def test_release_stale_from_the_status_playbook(stale_fleet, registry_rows):
     db = stale_fleet["db"]
     before = digest(db)
     proc, lines = status_playbook(db)
@@ -528,7 +519,7 @@ def test_release_stale_from_the_status_playbook(stale_fleet):
     assert lines[i + 1:i + 3] == ["drifttest-r1", "drifttest-r2"]
     assert "changed=1" in proc.stdout
     assert any(line.startswith("Audit chain: intact (") for line in lines)
-    assert {k: (v["status"], v["ip_int"] is None) for k, v in rows(db).items()
+    assert {k: (v["status"], v["ip_int"] is None) for k, v in registry_rows(db).items()
             if k in ("drifttest-r1", "drifttest-r2", "drifttest-r3")} == {
         "drifttest-r1": ("failed", True), "drifttest-r2": ("failed", True), "drifttest-r3": ("provisioning", False)}
 

@@ -370,15 +370,6 @@ def stale_registry(tmp_path):
     return db, nodes, listing
 
 
-def rows(db):
-    conn = sqlite3.connect(str(db))
-    conn.row_factory = sqlite3.Row
-    try:
-        return {r["label"]: dict(r) for r in conn.execute("SELECT * FROM nodes")}
-    finally:
-        conn.close()
-
-
 def test_stale_records_are_only_reported_unless_asked(stale_registry):
     db, nodes, listing = stale_registry
     before = digest(db)
@@ -408,14 +399,14 @@ def test_release_stale_check_mode_writes_nothing(stale_registry):
     assert result["summary"]["stale_provisioning"] == 0
 
 
-def test_release_stale_marks_exactly_the_stale_records_failed_and_frees_their_addresses(stale_registry):
+def test_release_stale_marks_exactly_the_stale_records_failed_and_frees_their_addresses(stale_registry, registry_rows):
     db, nodes, listing = stale_registry
-    before_rows = rows(db)
+    before_rows = registry_rows(db)
     with Registry(str(db), check_mode=True) as reg:
         audit_before = len(reg.audit_entries())
     result = drift.fleet_status(dict(registry=str(db), network=NET, release_stale=True), engine(listing)[2])
     assert result["changed"] is True and result["released"] == ["s1", "s2"]
-    after_rows = rows(db)
+    after_rows = registry_rows(db)
     for label in ("busy", "young", "up"):
         assert after_rows[label] == before_rows[label]
     for label in ("s1", "s2"):
@@ -442,7 +433,7 @@ def test_release_stale_marks_exactly_the_stale_records_failed_and_frees_their_ad
     assert again["changed"] is False and again["released"] == [] and again["diff"] == dict(before={}, after={})
 
 
-def test_release_stale_leaves_a_record_changed_meanwhile(stale_registry):
+def test_release_stale_leaves_a_record_changed_meanwhile(stale_registry, registry_rows):
     """Between the look and the release a run picked s1 up: s1 is left alone, s2 released."""
     db, nodes, listing = stale_registry
     seen = drift.read_nodes(str(db))
@@ -450,7 +441,7 @@ def test_release_stale_leaves_a_record_changed_meanwhile(stale_registry):
         reg.set_fields("s1", location="picked up")
     released, before, after, records = drift.release_stale(str(db), seen, ["s1", "s2"], 600)
     assert released == ["s2"] and set(after) == {"s2"}
-    assert rows(db)["s1"]["status"] == "provisioning" and rows(db)["s1"]["ip_int"] is not None
+    assert registry_rows(db)["s1"]["status"] == "provisioning" and registry_rows(db)["s1"]["ip_int"] is not None
     assert records["s1"]["location"] == "picked up"  # compared again as it is now
 
 
