@@ -11,7 +11,6 @@ Skipped when no engine answers (conftest.py).
 import hashlib
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
