@@ -13,7 +13,11 @@ import ipaddress
 # Paths of the daemon's TLS material on the host.
 TLS_PATHS = dict(tlscacert="/etc/docker/ca.pem", tlscert="/etc/docker/server-cert.pem",
                  tlskey="/etc/docker/server-key.pem")
-LOCAL_SOCKET = "unix:///var/run/docker.sock"
+# The local socket stays systemd's (docker.socket, which the stock docker.service requires): with
+# unix:///var/run/docker.sock dockerd unlinks systemd's socket file and binds its own, and once the
+# collection's drop-in is gone (decommission) the stock `dockerd -H fd://` is handed a socket whose path
+# no longer exists -- the daemon runs, but nothing can reach it locally. Measured on Debian's docker.io.
+LOCAL_SOCKET = "fd://"
 # Keys the collection writes and an operator cannot set: the listeners and their TLS.
 OWNED_KEYS = ("hosts", "tls", "tlsverify", "tlscacert", "tlscert", "tlskey")
 

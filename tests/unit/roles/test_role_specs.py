@@ -8,7 +8,9 @@ import yaml
 ROLES_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles")
 ROLES = sorted(r for r in os.listdir(ROLES_DIR) if not r.startswith("."))
 # Defaults that are templates, documented in words instead (the spec cannot hold a template).
-TEMPLATED = {"knarr_node_label": "{{ inventory_hostname }}"}
+TEMPLATED = {"knarr_node_label": "{{ inventory_hostname }}",
+             "docker_host_ca_dir": "{{ playbook_dir | dirname }}/state/pki",
+             "docker_host_operator_bundle_dir": "{{ docker_host_ca_dir }}/operator"}
 
 
 def load(role, path):

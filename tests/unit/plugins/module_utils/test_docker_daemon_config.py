@@ -34,7 +34,7 @@ def test_preflight_says_missing_overlay_peer_and_names_the_variables():
 
 def test_daemon_json_forces_the_owned_keys():
     config = ddc.daemon_config({"log-level": "warn", "hosts": ["tcp://0.0.0.0:2375"], "tls": False}, "172.30.0.11")
-    assert config["hosts"] == ["unix:///var/run/docker.sock", "tcp://172.30.0.11:2376"]
+    assert config["hosts"] == ["fd://", "tcp://172.30.0.11:2376"]
     assert config["tls"] is True and config["tlsverify"] is True
     assert config["tlscacert"] == "/etc/docker/ca.pem" and config["tlskey"] == "/etc/docker/server-key.pem"
     assert config["log-level"] == "warn"
