@@ -6,6 +6,7 @@ Hosts fenrir-dhit-a/b at 172.30.0.21/22 on fenrir-hosts-test (the Molecule scena
 Opt-in (they need the stand-in image, ~2 min to build once, and ~2 min of a 2-core machine):
 FENRIR_DOCKER_HOST_TESTS=1, as `make docker-host-test` sets.
 """
+import datetime
 import json
 import os
 import subprocess
@@ -135,3 +136,38 @@ def test_converge_prove_rerun_and_decommission(hosts):
     assert on_host("fenrir-dhit-b", "docker version --format '{{.Server.Version}}'").startswith("20.10.")
     # The other host is untouched.
     assert docker_cli(hosts, HOSTS["fenrir-dhit-a"], *bundle(hosts)).returncode == 0
+
+
+def test_a_tampered_host_is_not_connected_and_a_converge_repairs_and_renews(hosts):
+    """The host's own configuration is not evidence: a daemon that stopped verifying clients is caught by
+    the probe (a dry run reports it, changes nothing); the next run repairs it, and renews a certificate that
+    expires within docker_host_cert_renew_days."""
+    name, address = "fenrir-dhit-a", HOSTS["fenrir-dhit-a"]
+    old = on_host(name, "openssl x509 -noout -fingerprint -sha256 -in /etc/docker/server-cert.pem").strip()
+    assert old.startswith("sha256 Fingerprint=") or old.startswith("SHA256 Fingerprint="), old
+    old_fingerprint = old.split("=", 1)[1]
+    on_host(name, "sed -i 's/\"tlsverify\": true/\"tlsverify\": false/' /etc/docker/daemon.json"
+                  " && systemctl restart docker")
+
+    dry = play(hosts, "--check", "--limit", name)
+    assert dry.rc == 0, dry.errors()
+    res = results(dry)[name]
+    assert res["status"] == "disconnected"
+    assert any("without a client certificate" in p for p in res["problems"]), res
+    assert '"tlsverify": false' in on_host(name, "cat /etc/docker/daemon.json")
+
+    renew = ["-e", "docker_host_cert_days=200", "-e", "docker_host_cert_renew_days=120", "--limit", name]
+    fixed = play(hosts, *renew)
+    assert fixed.rc == 0, fixed.errors()
+    res = results(fixed)[name]
+    assert res["status"] == "connected" and res["problems"] == []
+    assert res["cert_fingerprint_sha256"] != old_fingerprint
+    assert res["cert_fingerprint_sha256"] == on_host(
+        name, "openssl x509 -noout -fingerprint -sha256 -in /etc/docker/server-cert.pem").strip().split("=", 1)[1]
+    assert res["cert_not_after"] > (datetime.datetime.now(datetime.timezone.utc)
+                                    + datetime.timedelta(days=199)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert docker_cli(hosts, address, "--tlsverify", "--tlscacert",
+                      str(hosts["pki"] / "operator" / "ca.pem")).returncode != 0
+
+    again = play(hosts, *renew)
+    assert again.rc == 0 and again.changed() == 0, again.errors()
