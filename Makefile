@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 STAMP      := $(VENV)/.installed
 BENCH_NODES ?= 50
 
-.PHONY: help venv docker image provision check decommission status test unit integration molecule bench bench-smoke lint sanity changelog doc clean
+.PHONY: help venv docker image host-image provision check decommission status test unit integration molecule molecule-docker-host docker-host-test bench bench-smoke lint sanity changelog doc clean
 
 help:
 	@echo "make provision  - set up (venv, Docker engine, node image) and provision the local fleet"
@@ -22,6 +22,9 @@ help:
 	@echo "make bench      - fleet-scale benchmark (BENCH_NODES=$(BENCH_NODES)), then the registry's allocation cost"
 	@echo "make lint       - ansible-lint (production profile)"
 	@echo "make sanity     - ansible-test sanity on a laid-out copy of the collection"
+	@echo "make host-image - build the stand-in Docker host image (debootstrap; once, ~1.5-3 min)"
+	@echo "make molecule-docker-host - Molecule scenario docker_host: two stand-in hosts over SSH and mutual TLS"
+	@echo "make docker-host-test - pytest tests/integration/test_docker_host.py (two stand-in hosts)"
 
 $(STAMP): requirements.txt constraints.txt
 	@python3 -c 'import ensurepip' 2>/dev/null || { echo "installing python3-venv"; \
@@ -40,6 +43,10 @@ docker:
 image: docker
 	@scripts/ensure-node-image
 	@scripts/ensure-tenant-image
+
+# The stand-in Docker hosts' image (systemd + dockerd + sshd), for the docker_host tests only.
+host-image: docker
+	@scripts/ensure-host-image
 
 provision: venv image
 	ansible-playbook playbooks/provision.yml
@@ -62,6 +69,12 @@ integration: venv image
 
 molecule: venv image
 	molecule test
+
+molecule-docker-host: venv host-image
+	molecule test -s docker_host
+
+docker-host-test: venv host-image
+	FENRIR_DOCKER_HOST_TESTS=1 $(PY) -m pytest -q tests/integration/test_docker_host.py
 
 bench-smoke: venv image
 	$(PY) bench/fleet_bench.py --nodes 3 --skip-baselines --results bench/results/smoke.json

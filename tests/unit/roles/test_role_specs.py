@@ -14,7 +14,9 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NODE
 ROLES_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles")
 ROLES = sorted(r for r in os.listdir(ROLES_DIR) if not r.startswith("."))
 # Defaults that are templates, documented in words instead (the spec cannot hold a template).
-TEMPLATED = {"knarr_node_label": "{{ inventory_hostname }}"}
+TEMPLATED = {"knarr_node_label": "{{ inventory_hostname }}",
+             "docker_host_ca_dir": "{{ playbook_dir | dirname }}/state/pki",
+             "docker_host_operator_bundle_dir": "{{ docker_host_ca_dir }}/operator"}
 # Role variables that are module options with the same meaning, and the module that defines them.
 FLEET_OPTIONS = dict(registry_key_file=("key_file", fleet_registry), network=("network", knarr_container),
                      subnet=("subnet", fleet_registry), gateway=("gateway", fleet_registry),
