@@ -83,11 +83,12 @@ bench: venv image
 	$(PY) bench/fleet_bench.py --nodes $(BENCH_NODES)
 	$(PY) bench/bench_allocation.py
 
-test: venv image
+test: venv image host-image
 	ansible-lint
 	scripts/sanity
-	$(PY) -m pytest -q tests
+	FENRIR_DOCKER_HOST_TESTS=1 $(PY) -m pytest -q tests
 	molecule test
+	molecule test -s docker_host
 	$(PY) bench/fleet_bench.py --nodes 3 --skip-baselines --results bench/results/smoke.json
 
 lint: venv

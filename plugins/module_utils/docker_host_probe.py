@@ -32,6 +32,27 @@ import tempfile
 CHECKS = ("mutual_tls", "no_client_certificate_refused", "foreign_ca_refused", "plain_http_refused")
 
 
+NAME = "docker_host_probe"
+ARGUMENT_SPEC = dict(
+    argument_spec=dict(
+        address=dict(type="str", required=True),
+        port=dict(type="int", default=2376),
+        ca_path=dict(type="path"),
+        client_cert=dict(type="path"),
+        client_key=dict(type="path", no_log=False),
+        refusals=dict(type="bool", default=True),
+        expect=dict(type="str", choices=["serving", "closed"], default="serving"),
+        timeout=dict(type="float", default=10.0),
+    ),
+    required_if=[("expect", "serving", ("ca_path", "client_cert", "client_key"))],
+)
+
+
+def requirements(params):
+    """cryptography only for the certificate of another CA (refusals on a serving host)."""
+    return ("cryptography",) if params.get("expect") == "serving" and params.get("refusals") else ()
+
+
 class ProbeError(Exception):
     """Bad input: the probe cannot even be attempted."""
 
@@ -239,3 +260,22 @@ def probe(address, port=2376, ca_path=None, client_cert=None, client_key=None, t
     if not result["problems"]:
         result["status"] = "connected"
     return result
+
+
+def run(params, check_mode=False, diff=False):
+    """The module: proving changes nothing; a failed check is a result (status disconnected), not a failure."""
+    from ansible_collections.fenrir.fleet.plugins.module_utils.errors import ModuleFailure
+    from ansible_collections.fenrir.fleet.plugins.module_utils.module_runner import missing_library
+    missing = missing_library(requirements(params))
+    if missing:
+        raise ModuleFailure("docker_host_probe: the Python library %s is required to make a certificate of another "
+                            "CA for the refusal checks" % missing[0])
+    try:
+        if params["expect"] == "closed":
+            result = probe_closed(params["address"], params["port"], params["timeout"])
+        else:
+            result = probe(params["address"], params["port"], params["ca_path"], params["client_cert"],
+                           params["client_key"], params["timeout"], params["refusals"])
+    except ProbeError as exc:
+        raise ModuleFailure("docker_host_probe: %s" % exc)
+    return dict(result, changed=False)

@@ -23,7 +23,7 @@ description:
   - With O(expect=closed) (a decommissioned host) the only check is that the port accepts no TCP
     connection; RV(status) is then C(closed) or C(open).
 author:
-  - fenrir.fleet maintainers
+  - Fenrir Fleet Maintainers (@fenrir-fleet)
 requirements:
   - cryptography (for the certificate of another CA, when O(refusals=true))
 options:
@@ -131,44 +131,14 @@ problems:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.docker_host_probe import ProbeError, probe, probe_closed
-
-try:
-    import cryptography  # noqa: F401  pylint: disable=unused-import
-    HAS_CRYPTOGRAPHY = True
-except ImportError:
-    HAS_CRYPTOGRAPHY = False
+from ansible_collections.fenrir.fleet.plugins.module_utils import docker_host_probe
+from ansible_collections.fenrir.fleet.plugins.module_utils.module_runner import run_module
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            address=dict(type="str", required=True),
-            port=dict(type="int", default=2376),
-            ca_path=dict(type="path"),
-            client_cert=dict(type="path"),
-            client_key=dict(type="path", no_log=False),
-            refusals=dict(type="bool", default=True),
-            expect=dict(type="str", choices=["serving", "closed"], default="serving"),
-            timeout=dict(type="float", default=10.0),
-        ),
-        required_if=[("expect", "serving", ("ca_path", "client_cert", "client_key"))],
-        supports_check_mode=True,
-    )
-    p = module.params
-    if p["expect"] == "serving" and p["refusals"] and not HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"))
-    try:
-        if p["expect"] == "closed":
-            result = probe_closed(p["address"], p["port"], p["timeout"])
-        else:
-            result = probe(p["address"], p["port"], p["ca_path"], p["client_cert"], p["client_key"],
-                           p["timeout"], p["refusals"])
-    except ProbeError as exc:
-        module.fail_json(msg="docker_host_probe: %s" % exc)
-    module.exit_json(changed=False, **result)
+    run_module(AnsibleModule(supports_check_mode=True, **docker_host_probe.ARGUMENT_SPEC), docker_host_probe)
 
 
 if __name__ == "__main__":
