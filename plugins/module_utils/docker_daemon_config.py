@@ -71,7 +71,7 @@ def bind_problem(address, host_addresses):
         return "%s is a loopback address: nothing outside the host could reach the daemon" % ip
     have = set()
     for a in host_addresses or ():
-        parsed = literal_address(str(a).split("%")[0])
+        parsed = literal_address(str(a).split("%", maxsplit=1)[0])
         if parsed is not None:
             have.add(parsed)
     if ip not in have:

@@ -24,6 +24,9 @@ description:
     connection; RV(status) is then C(closed) or C(open).
 author:
   - Fenrir Fleet Maintainers (@fenrir-fleet)
+extends_documentation_fragment:
+  - fenrir.fleet.attributes
+  - fenrir.fleet.attributes.read_only
 requirements:
   - cryptography (for the certificate of another CA, when O(refusals=true))
 options:
@@ -57,19 +60,11 @@ options:
     description: Seconds for each connection.
     type: float
     default: 10
-attributes:
-  check_mode:
-    support: full
-    details: The module only reads; it runs in check mode as it does otherwise.
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
 notes:
-  - The module changes nothing; RV(changed) is always false.
+  - The module changes nothing; its C(changed) is always false.
 seealso:
-  - role: fenrir.fleet.docker_host
-    description: Configures the daemon this module proves.
+  - ref: fenrir.fleet.docker_host
+    description: The role that configures the daemon this module proves (C(ansible-doc -t role fenrir.fleet.docker_host)).
 """
 
 EXAMPLES = r"""

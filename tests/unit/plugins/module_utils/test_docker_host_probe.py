@@ -4,7 +4,6 @@ a certificate for another address, a closed port)."""
 import datetime
 import http.server
 import json
-import os
 import socket
 import ssl
 import threading
@@ -57,8 +56,8 @@ def pki(tmp_path_factory):
         return _save(d / (name + "-key.pem"), key=key), _save(d / (name + ".pem"), cert=cert), cert
 
     server_key, server_cert, server = leaf("server", ExtendedKeyUsageOID.SERVER_AUTH, "127.0.0.1")
-    other_key, other_cert, _ = leaf("other", ExtendedKeyUsageOID.SERVER_AUTH, "127.0.0.2")
-    client_key, client_cert, _ = leaf("client", ExtendedKeyUsageOID.CLIENT_AUTH)
+    other_key, other_cert, dummy = leaf("other", ExtendedKeyUsageOID.SERVER_AUTH, "127.0.0.2")
+    client_key, client_cert, dummy = leaf("client", ExtendedKeyUsageOID.CLIENT_AUTH)
     return dict(ca=_save(d / "ca.pem", cert=ca), server_key=server_key, server_cert=server_cert,
                 server_der=server.public_bytes(serialization.Encoding.DER), other_key=other_key,
                 other_cert=other_cert, client_key=client_key, client_cert=client_cert,
