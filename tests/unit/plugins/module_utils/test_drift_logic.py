@@ -459,7 +459,9 @@ def test_release_stale_leaves_a_record_changed_meanwhile(stale_registry):
 def test_audit_intact(audit_registry):
     before = digest(audit_registry)
     result = drift.audit(str(audit_registry))
+    head = result.pop("audit_head")
     assert result == dict(ok=True, entries=3, problem=None, height=None, label=None, registry=str(audit_registry))
+    assert head["height"] == 3 and len(head["hash"]) == 64
     assert digest(audit_registry) == before
 
 
