@@ -85,24 +85,46 @@ def read_nodes(db, include_destroyed=False):
 
 # --------------------------------------------------------------------------- the audit chain
 
-def audit(db, key_file=None):
-    """Verify the audit chain of ``db``; returns dict(ok, entries, problem, height, label, db).
+def audit(db, key_file=None, expect_head=None):
+    """Verify the audit chain of ``db``; returns dict(ok, entries, problem, height, label, audit_head, registry).
 
     The registry is opened in check mode (nothing is written) after a read-only look that refuses a
     missing file or one with another schema version.  Chain and rows are read in one snapshot, so a
-    concurrent writer cannot make an intact registry look edited.
+    concurrent writer cannot make an intact registry look edited.  ``audit_head`` is the newest entry (height,
+    hash), to keep elsewhere; given an earlier one as ``expect_head``, the chain must still hold that entry.
     """
     path = registry_id(db)
     open_readonly(db)
     try:
         with Registry(db, key_file=key_file, check_mode=True) as reg:
             result = reg.verify()  # one read transaction: chain and rows from the same snapshot
+            result = _with_head(reg, result, expect_head)
     except RegistryError as exc:
         raise DriftError(str(exc))
     return dict(result, registry=path)
 
 
-def audit_accept(db, key_file=None, labels=(), rebuild_index=False, check_mode=False):
+def _with_head(reg, result, expect_head):
+    """``result`` of verify with its head as ``audit_head``, checked against ``expect_head`` when given."""
+    result = dict(result)
+    head = result.pop("head")
+    result["audit_head"] = head
+    if not expect_head or not result["ok"]:
+        return result
+    height, digest = int(expect_head["height"]), expect_head["hash"]
+    if height > head["height"]:
+        problem = ("the audit trail ends at entry %d, but it reached entry %d when its head was kept: the registry "
+                   "was rolled back (restored from an older copy) or its newest entries removed, anchor included"
+                   % (head["height"], height))
+    elif height > 0 and reg.entry_hash_at(height) != digest:
+        problem = ("audit entry %d is not the one recorded when the head was kept (hash %s...): the registry was "
+                   "replaced or its trail rewritten" % (height, str(digest)[:12]))
+    else:
+        return result
+    return dict(result, ok=False, problem=problem, height=height, label=None)
+
+
+def audit_accept(db, key_file=None, labels=(), rebuild_index=False, check_mode=False, expect_head=None):
     """Take records changed outside the registry as they are now (an ``accept`` audit entry each, by
     this actor), and/or rebuild the index of held addresses from the records; then verify.
 
@@ -119,7 +141,7 @@ def audit_accept(db, key_file=None, labels=(), rebuild_index=False, check_mode=F
                         accepted.append(label)
                 if rebuild_index:
                     rebuilt = reg.rebuild_address_index()
-            result = reg.verify()
+            result = _with_head(reg, reg.verify(), expect_head)
     except RegistryError as exc:
         raise DriftError(str(exc))
     return dict(result, registry=path, changed=bool(accepted or rebuilt), accepted=accepted, index_rebuilt=rebuilt)
