@@ -22,7 +22,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetEr
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_probe import ProbeError, probe_once
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NETWORK_OPTION, NODE_OPTIONS
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import (
-    ACTIVE_STATUSES, Registry, RegistryError, check_readable, registry_id)
+    ACTIVE_STATUSES, Registry, RegistryError, check_readable, former_locations, registry_id)
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import read_nodes as registry_read_nodes
 
 # The labels fenrir.fleet.knarr_container puts on every node container (see module_utils/node_containers.py).
@@ -221,7 +221,7 @@ def _entry(label, server_id, registry_status, ip, container, drift, node_id=None
     )
 
 
-def compare(nodes, containers, registry_path, now=None, stale_after=DEFAULT_STALE_AFTER):
+def compare(nodes, containers, registry_path, now=None, stale_after=DEFAULT_STALE_AFTER, former=()):
     """Drift of every active registry node against the container views (see :func:`container_view`).
 
     A node's container is one labelled for ``registry_path`` with the node's label, or an unlabelled one
@@ -231,6 +231,8 @@ def compare(nodes, containers, registry_path, now=None, stale_after=DEFAULT_STAL
     fleet network, are ``not in registry``. A ``provisioning`` record unchanged for more than ``stale_after``
     seconds (at ``now``) without a running container is ``stale provisioning``.
 
+    Containers labelled for a registry ``registry_path`` was copied from (``former``) are this registry's.
+
     Returns the list of per-node entries (registry nodes first, in registry order; then extra containers).
     """
     now = time.time() if now is None else now
@@ -238,7 +240,7 @@ def compare(nodes, containers, registry_path, now=None, stale_after=DEFAULT_STAL
     for c in containers:
         theirs = c["labels"].get(REGISTRY_LABEL)
         if theirs:
-            if _same_path(theirs, registry_path):
+            if _same_path(theirs, registry_path) or theirs in former:
                 by_label.setdefault(c["labels"].get(NODE_LABEL), []).append(dict(c, matched_by="label"))
             # else: another fleet's container; not this registry's drift
         else:
@@ -396,6 +398,10 @@ def fleet_status(params, make_client, check_mode=False):
         raise DriftError("stale_after must be 0 or more seconds, not %s" % stale_after)
     nodes = read_nodes(db, include_destroyed=False)
     try:
+        former = former_locations(db)
+    except RegistryError as exc:
+        raise DriftError(exc.bare_message)
+    try:
         client = make_client(params)
     except (DockerException, FleetError) as exc:
         raise DriftError("cannot connect to the Docker engine: %s" % exc)
@@ -412,7 +418,7 @@ def fleet_status(params, make_client, check_mode=False):
     finally:
         client.close()
     now = time.time()
-    entries = compare(nodes, containers, shown, now=now, stale_after=stale_after)
+    entries = compare(nodes, containers, shown, now=now, stale_after=stale_after, former=former)
     result = dict(changed=False, registry=shown, network=network, released=[])
     if params.get("release_stale"):
         stale = [e["label"] for e in entries if _is_node(e) and "stale provisioning" in e["drift"]]
@@ -420,7 +426,7 @@ def fleet_status(params, make_client, check_mode=False):
                                                          check_mode=check_mode)
         if records:
             nodes = [records.get(n["label"], n) for n in nodes]
-            entries = compare(nodes, containers, shown, now=now, stale_after=stale_after)
+            entries = compare(nodes, containers, shown, now=now, stale_after=stale_after, former=former)
         result.update(changed=bool(released), released=released, diff=dict(before=before, after=after))
     if params.get("probe"):
         probe(entries, port=params.get("port") or DEFAULT_NODE_PORT,
