@@ -57,7 +57,7 @@ def oom():
     hog = []
     sys.stdout.write("allocating until the memory limit is hit\n")
     sys.stdout.flush()
-    while True:
+    while len(hog) < 1 << 20:  # a terabyte: far beyond any limit a test sets
         hog.append(b"x" * (1 << 20))  # written, so the pages are really used
 
 
@@ -68,9 +68,14 @@ def serve():
         sys.stdout.flush()
         sys.exit(int(code))
     if os.environ.get("TENANT_OOM") == "1":
-        oom()
+        oom()  # the kernel kills the container at its memory limit
+        return
     server = ThreadingHTTPServer(("0.0.0.0", PORT), Handler)
-    signal.signal(signal.SIGTERM, lambda *_: (server.server_close(), sys.exit(0)))
+
+    def stop(*args):
+        server.server_close()
+        raise SystemExit(0)
+    signal.signal(signal.SIGTERM, stop)
     sys.stdout.write("serving on port %d\n" % PORT)
     sys.stdout.flush()
     server.serve_forever()

@@ -28,9 +28,9 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.naming import contain
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import audit as chain
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.allocation import HeldRuns
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.common import (
-    COLUMNS, FORMER_LOCATIONS, GENESIS_HASH, KINDS, LIVE_WITHOUT_ADDRESS, MUTABLE_FIELDS, NETWORK_MODES,
-    SCHEMA_VERSION, SCRUB_PENDING, STATUSES, RegistryError, as_view, audit_view, canonical, clean_reason,
-    default_actor, differing, public)
+    FORMER_LOCATIONS, GENESIS_HASH, KINDS, LIVE_WITHOUT_ADDRESS, MUTABLE_FIELDS, NETWORK_MODES, SCHEMA_VERSION,
+    SCRUB_PENDING, STATUSES, RegistryError, as_view, audit_view, canonical, clean_reason, default_actor,
+    differing, public)
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.keys import KeySource, Sealer, new_key
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.location import Location
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.records import RecordsMixin

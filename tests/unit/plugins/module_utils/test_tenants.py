@@ -299,7 +299,7 @@ def test_info_reports_every_tenant_and_the_foreign(client):
                                              REGISTRY_LABEL: "/other/fleet.db"})
     out = tenants.status(params(), client)
     assert [(t["tenant_id"], t["status"], t["exit_code"]) for t in out["tenants"]] == [("a", "running", None),
-                                                                                         ("b", "failed", 3)]
+                                                                                       ("b", "failed", 3)]
     assert out["summary"] == {"running": 1, "failed": 1}
     assert out["foreign"][0]["container_name"] == "ttest-tenant-x"
     assert out["changed"] is False
