@@ -12,7 +12,8 @@ CASES = [("sqlite", point) for point in POINTS] + [("postgresql", "after_allocat
 HOSTS = {"it-a": {}, "it-b": {}, "it-c": {}}
 
 
-def assert_converged(fleet, hosts=HOSTS):
+def assert_converged(fleet, hosts=None):
+    hosts = HOSTS if hosts is None else hosts
     rows = fleet.rows()
     containers = fleet.containers()
     active = {label: r for label, r in rows.items() if r["status"] != "destroyed"}

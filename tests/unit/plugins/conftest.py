@@ -56,5 +56,3 @@ def pg_loc(pg_dsn, tmp_path, monkeypatch):
         conn.execute("CREATE SCHEMA %s" % schema)
     monkeypatch.setenv("FENRIR_REGISTRY_KEY_FILE", str(tmp_path / "fleet.key"))
     return "%s?options=-csearch_path%%3D%s" % (pg_dsn, schema)
-
-
