@@ -19,7 +19,9 @@ PostgreSQL (the private cluster of scripts/ensure-postgres, or FENRIR_BENCH_PG_D
 bench's own, dropped afterwards): the same steady allocation at 100 and 50,000 records, and the ratio.
 
 Concurrency: 8 OS processes x 50 allocations each, released together, against a fresh SQLite file and
-against PostgreSQL: wall time of the whole, side by side (every address distinct is checked).
+against PostgreSQL: wall time of the whole, side by side (every address distinct and the chain are checked).
+``--procs-only`` runs only this (``make bench-registry`` runs everything here, ``make bench`` after the fleet
+benchmark); the PostgreSQL server is the one scripts/ensure-postgres starts, when none is given.
 
 Baseline, same process, same 50,000-row file: the naive allocator (what the original skill did,
 plus the reservation it lacked): SELECT every address into Python, pick the first free one,
@@ -33,6 +35,7 @@ writes (destroy) work on them.  The files are thrown away afterwards.
 Usage: .venv/bin/python bench/bench_allocation.py [--samples 200] [--case-samples 20]
                                                   [--naive-samples 50] [--sizes 100,50000]
                                                   [--procs 8] [--per-proc 50] [--no-postgres]
+                                                  [--procs-only]
 """
 
 import argparse
@@ -231,6 +234,10 @@ class PgDatabase:
         self.psycopg, self.server = psycopg, server
         self.name = "fenrir_bench_%d_%s" % (os.getpid(), uuid.uuid4().hex[:6])
         with psycopg.connect(server, autocommit=True) as conn:
+            for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'fenrir_bench_%'").fetchall():
+                pid = row[0].split("_")[2]
+                if pid.isdigit() and not os.path.exists("/proc/%s" % pid):   # left by a killed run
+                    conn.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % row[0])
             conn.execute("CREATE DATABASE %s" % self.name)
         self.dsn = "%s/%s" % (server.rsplit("/", 1)[0], self.name)
 
@@ -312,6 +319,34 @@ def bench_postgres(args, pool, small, large):
         bench_postgres.db = db
 
 
+def procs_side_by_side(args, pool, directory, small, large, single=True):
+    """PostgreSQL's single-process figures (unless ``single`` is false), then ``procs`` processes x ``per_proc``
+    allocations at once on a fresh SQLite file and on PostgreSQL, printed side by side."""
+    # A PostgreSQL registry keeps no key beside it: the bench's own, in its temporary directory.
+    os.environ["FENRIR_REGISTRY_KEY_FILE"] = os.path.join(directory, "pg.key")
+    pg_procs = None
+    if not args.no_postgres:
+        pg_procs = bench_postgres(args, pool, small, large) if single else _procs_schema()
+    pg_key = os.environ.pop("FENRIR_REGISTRY_KEY_FILE")
+    walls = [("sqlite", many_processes(os.path.join(directory, "procs.db"), directory, args.procs, args.per_proc))]
+    if pg_procs is not None:
+        os.environ["FENRIR_REGISTRY_KEY_FILE"] = pg_key
+        walls.append(("postgresql", many_processes(pg_procs, directory, args.procs, args.per_proc)))
+    total = args.procs * args.per_proc
+    print("procs  %d processes x %d allocations at once (%d in all), every address distinct, chain verified:"
+          % (args.procs, args.per_proc, total))
+    print("procs  %-12s %8s %14s %16s %10s" % ("backend", "wall s", "allocations/s", "wall/allocation", "vs sqlite"))
+    for name, wall in walls:
+        print("procs  %-12s %8.2f %14.0f %13.2f ms %9.2fx" % (name, wall, total / wall, wall / total * 1000.0,
+                                                              wall / walls[0][1]))
+
+
+def _procs_schema():
+    db = PgDatabase(pg_server())
+    bench_postgres.db = db
+    return db.schema("procs")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--samples", type=int, default=200)
@@ -323,11 +358,16 @@ def main():
     parser.add_argument("--procs", type=int, default=8)
     parser.add_argument("--per-proc", type=int, default=50)
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--procs-only", action="store_true",
+                        help="only the processes-at-once comparison of SQLite and PostgreSQL")
     args = parser.parse_args()
     small, large = (int(x) for x in args.sizes.split(","))
     pool = Pool(*POOL_ARGS)
     directory = tempfile.mkdtemp(prefix="bench-alloc-")
     try:
+        if args.procs_only:
+            procs_side_by_side(args, pool, directory, small, large, single=False)
+            return
         print("schema %d; pool %s-%s (%d addresses); %d steady allocations, %d per other case"
               % (SCHEMA_VERSION, pool.start, pool.end, pool.size, args.samples, args.case_samples))
         medians, cases = {}, {}
@@ -381,17 +421,7 @@ def main():
         for name, value in naive.items():
             print("ratio  %s / ours at %d: %.2fx" % (name, large, value / medians[large]))
 
-        # A PostgreSQL registry keeps no key beside it: the bench's own, in its temporary directory.
-        os.environ["FENRIR_REGISTRY_KEY_FILE"] = os.path.join(directory, "pg.key")
-        pg_procs = None if args.no_postgres else bench_postgres(args, pool, small, large)
-        pg_key = os.environ.pop("FENRIR_REGISTRY_KEY_FILE")
-        sqlite_wall = many_processes(os.path.join(directory, "procs.db"), directory, args.procs, args.per_proc)
-        line = "procs  %d processes x %d allocations: sqlite %.2f s" % (args.procs, args.per_proc, sqlite_wall)
-        if pg_procs is not None:
-            os.environ["FENRIR_REGISTRY_KEY_FILE"] = pg_key
-            pg_wall = many_processes(pg_procs, directory, args.procs, args.per_proc)
-            line += ", postgresql %.2f s (%.2fx sqlite)" % (pg_wall, pg_wall / sqlite_wall)
-        print(line)
+        procs_side_by_side(args, pool, directory, small, large)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
         if getattr(bench_postgres, "db", None) is not None:

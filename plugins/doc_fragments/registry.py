@@ -10,13 +10,24 @@ class ModuleDocFragment:
 options:
   registry:
     description:
-      - The fleet registry, C(fleet.db), an SQLite file created (mode 0600, its directory 0700) on first use.
+      - Where the fleet registry lives. A path is an SQLite file, C(fleet.db), created (mode 0600, its directory
+        0700) on first use. A C(postgresql://user@host:port/dbname) DSN is a PostgreSQL database (the Python
+        package C(psycopg) 3 is needed on the controller then); its tables are created on first use.
+      - A DSN's password belongs in C(PGPASSWORD) or a passfile (C(PGPASSFILE), C(~/.pgpass)), never on a command
+        line. One written in the DSN works, but is masked (C(user:***@)) wherever the DSN is shown.
+      - The alias O(db) is deprecated.
     type: str
     required: true
     aliases: [db]
   key_file:
     description:
-      - The file holding the registry's secret key. Default C(fleet.key) beside O(registry).
+      - The file holding the registry's secret key (a Fernet key).
+      - When not given, the key is looked for, first match only, in the environment variable
+        C(FENRIR_REGISTRY_KEY) (the key itself, for example from an AWX credential), then in the file named by
+        C(FENRIR_REGISTRY_KEY_FILE), then in C(fleet.key) beside an SQLite registry. A PostgreSQL registry has no
+        "beside", so give O(key_file) or one of the variables.
+      - The registry records the key's fingerprint, so a wrong or missing key is an error naming where it was
+        looked for, before anything is written.
     type: path
 """
 

@@ -22,7 +22,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetEr
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_probe import ProbeError, probe_once
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NETWORK_OPTION, NODE_OPTIONS
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import (
-    ACTIVE_STATUSES, Registry, RegistryError, check_readable, registry_id)
+    ACTIVE_STATUSES, Registry, RegistryError, check_readable, former_locations, registry_id)
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import read_nodes as registry_read_nodes
 
 # The labels fenrir.fleet.knarr_container puts on every node container (see module_utils/node_containers.py).
@@ -85,24 +85,46 @@ def read_nodes(db, include_destroyed=False):
 
 # --------------------------------------------------------------------------- the audit chain
 
-def audit(db, key_file=None):
-    """Verify the audit chain of ``db``; returns dict(ok, entries, problem, height, label, db).
+def audit(db, key_file=None, expect_head=None):
+    """Verify the audit chain of ``db``; returns dict(ok, entries, problem, height, label, audit_head, registry).
 
     The registry is opened in check mode (nothing is written) after a read-only look that refuses a
     missing file or one with another schema version.  Chain and rows are read in one snapshot, so a
-    concurrent writer cannot make an intact registry look edited.
+    concurrent writer cannot make an intact registry look edited.  ``audit_head`` is the newest entry (height,
+    hash), to keep elsewhere; given an earlier one as ``expect_head``, the chain must still hold that entry.
     """
     path = registry_id(db)
     open_readonly(db)
     try:
         with Registry(db, key_file=key_file, check_mode=True) as reg:
             result = reg.verify()  # one read transaction: chain and rows from the same snapshot
+            result = _with_head(reg, result, expect_head)
     except RegistryError as exc:
         raise DriftError(str(exc))
     return dict(result, registry=path)
 
 
-def audit_accept(db, key_file=None, labels=(), rebuild_index=False, check_mode=False):
+def _with_head(reg, result, expect_head):
+    """``result`` of verify with its head as ``audit_head``, checked against ``expect_head`` when given."""
+    result = dict(result)
+    head = result.pop("head")
+    result["audit_head"] = head
+    if not expect_head or not result["ok"]:
+        return result
+    height, digest = int(expect_head["height"]), expect_head["hash"]
+    if height > head["height"]:
+        problem = ("the audit trail ends at entry %d, but it reached entry %d when its head was kept: the registry "
+                   "was rolled back (restored from an older copy) or its newest entries removed, anchor included"
+                   % (head["height"], height))
+    elif height > 0 and reg.entry_hash_at(height) != digest:
+        problem = ("audit entry %d is not the one recorded when the head was kept (hash %s...): the registry was "
+                   "replaced or its trail rewritten" % (height, str(digest)[:12]))
+    else:
+        return result
+    return dict(result, ok=False, problem=problem, height=height, label=None)
+
+
+def audit_accept(db, key_file=None, labels=(), rebuild_index=False, check_mode=False, expect_head=None):
     """Take records changed outside the registry as they are now (an ``accept`` audit entry each, by
     this actor), and/or rebuild the index of held addresses from the records; then verify.
 
@@ -119,7 +141,7 @@ def audit_accept(db, key_file=None, labels=(), rebuild_index=False, check_mode=F
                         accepted.append(label)
                 if rebuild_index:
                     rebuilt = reg.rebuild_address_index()
-            result = reg.verify()
+            result = _with_head(reg, reg.verify(), expect_head)
     except RegistryError as exc:
         raise DriftError(str(exc))
     return dict(result, registry=path, changed=bool(accepted or rebuilt), accepted=accepted, index_rebuilt=rebuilt)
@@ -199,7 +221,7 @@ def _entry(label, server_id, registry_status, ip, container, drift, node_id=None
     )
 
 
-def compare(nodes, containers, registry_path, now=None, stale_after=DEFAULT_STALE_AFTER):
+def compare(nodes, containers, registry_path, now=None, stale_after=DEFAULT_STALE_AFTER, former=()):
     """Drift of every active registry node against the container views (see :func:`container_view`).
 
     A node's container is one labelled for ``registry_path`` with the node's label, or an unlabelled one
@@ -209,6 +231,8 @@ def compare(nodes, containers, registry_path, now=None, stale_after=DEFAULT_STAL
     fleet network, are ``not in registry``. A ``provisioning`` record unchanged for more than ``stale_after``
     seconds (at ``now``) without a running container is ``stale provisioning``.
 
+    Containers labelled for a registry ``registry_path`` was copied from (``former``) are this registry's.
+
     Returns the list of per-node entries (registry nodes first, in registry order; then extra containers).
     """
     now = time.time() if now is None else now
@@ -216,7 +240,7 @@ def compare(nodes, containers, registry_path, now=None, stale_after=DEFAULT_STAL
     for c in containers:
         theirs = c["labels"].get(REGISTRY_LABEL)
         if theirs:
-            if _same_path(theirs, registry_path):
+            if _same_path(theirs, registry_path) or theirs in former:
                 by_label.setdefault(c["labels"].get(NODE_LABEL), []).append(dict(c, matched_by="label"))
             # else: another fleet's container; not this registry's drift
         else:
@@ -374,6 +398,10 @@ def fleet_status(params, make_client, check_mode=False):
         raise DriftError("stale_after must be 0 or more seconds, not %s" % stale_after)
     nodes = read_nodes(db, include_destroyed=False)
     try:
+        former = former_locations(db)
+    except RegistryError as exc:
+        raise DriftError(exc.bare_message)
+    try:
         client = make_client(params)
     except (DockerException, FleetError) as exc:
         raise DriftError("cannot connect to the Docker engine: %s" % exc)
@@ -390,7 +418,7 @@ def fleet_status(params, make_client, check_mode=False):
     finally:
         client.close()
     now = time.time()
-    entries = compare(nodes, containers, shown, now=now, stale_after=stale_after)
+    entries = compare(nodes, containers, shown, now=now, stale_after=stale_after, former=former)
     result = dict(changed=False, registry=shown, network=network, released=[])
     if params.get("release_stale"):
         stale = [e["label"] for e in entries if _is_node(e) and "stale provisioning" in e["drift"]]
@@ -398,7 +426,7 @@ def fleet_status(params, make_client, check_mode=False):
                                                          check_mode=check_mode)
         if records:
             nodes = [records.get(n["label"], n) for n in nodes]
-            entries = compare(nodes, containers, shown, now=now, stale_after=stale_after)
+            entries = compare(nodes, containers, shown, now=now, stale_after=stale_after, former=former)
         result.update(changed=bool(released), released=released, diff=dict(before=before, after=after))
     if params.get("probe"):
         probe(entries, port=params.get("port") or DEFAULT_NODE_PORT,

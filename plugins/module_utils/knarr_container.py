@@ -21,7 +21,8 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.naming import contain
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_containers import (
     NODE_DB_PATH, NodeWork, Reconciler, probe_works, remove_containers)
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NETWORK_OPTION, NODE_OPTIONS, normalize_node
-from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Registry, registry_exists
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry import (
+    Registry, former_locations, registry_exists)
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry_options import (
     REGISTRY_ARGS, registry_location)
 
@@ -65,6 +66,7 @@ def _works(reg, params, check_mode, recovered):
     """One NodeWork per node: its normalised settings, the address and identity the registry holds."""
     planned = {a.get("label"): a for a in params["allocations"]}
     works, seen = [], set()
+    former = reg.former_locations()
     for raw in params["nodes"]:
         node = normalize_node(raw, validated=True)
         label = node["label"]
@@ -90,7 +92,7 @@ def _works(reg, params, check_mode, recovered):
                 raise FleetError("the registry holds no identity for it", label=label, field="identity")
             # Check mode: a placeholder seed, nothing is written; diffs show the node id that was planned.
             seed = ident.new_seed()
-        works.append(NodeWork(node, ip, seed, reg.path, params["network"], node_id=shown_id))
+        works.append(NodeWork(node, ip, seed, reg.path, params["network"], node_id=shown_id, former=former))
     return works
 
 
@@ -221,7 +223,8 @@ def remove_nodes(params, client, check_mode, diff):
             raise FleetError("given twice", label=label, field="labels")
         names[name] = label
     outcome = remove_containers(client, sorted(names), check_mode, params["parallelism"],
-                                registry_path=registry_location(params["registry"]))
+                                registry_path=registry_location(params["registry"]),
+                                former=former_locations(params["registry"]))
     if not check_mode:
         checkpoints.reached("after_remove")
     records = {}

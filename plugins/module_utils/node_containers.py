@@ -35,7 +35,7 @@ NODE_DB_PATH = "/opt/knarr/node.db"
 class NodeWork:
     """One node's desired state and, after reconcile(), what happened to it."""
 
-    def __init__(self, spec, ip, seed, registry_path, network, node_id=None):
+    def __init__(self, spec, ip, seed, registry_path, network, node_id=None, former=()):
         self.spec = spec  # the node's settings, normalised (node_spec.normalize_node)
         self.label = spec["label"]
         self.name = spec["server_id"]
@@ -45,6 +45,7 @@ class NodeWork:
         self.seed = seed
         self.node_id = node_id or ident.node_id_from_seed(seed)
         self.registry_path = registry_path
+        self.former = tuple(former)  # registries this one was copied from: their containers are this one's
         self.labels = {
             ROLE_LABEL: ROLE_VALUE,
             LABEL_PREFIX + "label": self.label,
@@ -111,15 +112,15 @@ def desired_view(work, image_id):
                 ports_published=False, labels=work.labels, state="running")
 
 
-def recreate_reasons(current, desired):
+def recreate_reasons(current, desired, former=()):
     reasons = []
     for key in ("image_id", "network", "ip", "memory", "pids_limit", "restart_policy", "ports_published"):
         if current[key] != desired[key]:
             reasons.append("%s %s -> %s" % (key, current[key], desired[key]))
     for key, value in desired["labels"].items():
         have = current["labels"].get(key)
-        if key == LABEL_PREFIX + "registry" and have and foreign_registry(current["labels"], value) is None:
-            continue  # the same registry file, reached by another path
+        if key == LABEL_PREFIX + "registry" and have and foreign_registry(current["labels"], value, former) is None:
+            continue  # the same registry file reached by another path, or the registry this one was copied from
         if have != value:
             reasons.append("label %s" % key)
     return reasons
@@ -243,12 +244,12 @@ class Reconciler:
         if current is not None and current["labels"].get(LABEL_PREFIX + "label") not in (None, work.label):
             raise ProbeError("container %s belongs to node %r; refusing to touch it"
                              % (work.name, current["labels"][LABEL_PREFIX + "label"]))
-        other = foreign_registry(current["labels"] if current else {}, work.registry_path)
+        other = foreign_registry(current["labels"] if current else {}, work.registry_path, work.former)
         if other:
             raise ProbeError("container %s belongs to the fleet registry %s, not %s; refusing to touch it"
                              % (work.name, other, work.registry_path))
 
-        reasons = recreate_reasons(current, desired) if current is not None else []
+        reasons = recreate_reasons(current, desired, work.former) if current is not None else []
         fresh = current is None or bool(reasons)
         if fresh:
             current_files = {p: None for p in desired_files}
@@ -399,17 +400,19 @@ def probe_works(works, parallelism=8, timeout=60.0):
     return works
 
 
-def foreign_registry(labels, registry_path):
-    """The registry a container's labels tie it to, when that is not ``registry_path`` (else None)."""
+def foreign_registry(labels, registry_path, former=()):
+    """The registry a container's labels tie it to, when that is not ``registry_path`` (else None).  A registry
+    ``registry_path`` was copied from (``former``, see registry/transfer.py) is not foreign: the copy took its
+    fleet over."""
     theirs = (labels or {}).get(LABEL_PREFIX + "registry")
-    if not theirs or registry_path is None:
+    if not theirs or registry_path is None or theirs in former:
         return None
     if theirs == registry_path or os.path.realpath(theirs) == os.path.realpath(registry_path):
         return None
     return theirs
 
 
-def remove_containers(client, names, check_mode=False, parallelism=8, registry_path=None):
+def remove_containers(client, names, check_mode=False, parallelism=8, registry_path=None, former=()):
     """Remove containers by name; returns {name: 'removed'|'absent'|error string}.
 
     One listing of the engine's containers first: only those that exist are removed (one call each, in
@@ -426,7 +429,7 @@ def remove_containers(client, names, check_mode=False, parallelism=8, registry_p
         if name not in listed:
             results[name] = "absent"
             return
-        other = foreign_registry(listed[name], registry_path)
+        other = foreign_registry(listed[name], registry_path, former)
         if other:
             results[name] = "error: container %s belongs to the fleet registry %s; refusing to remove it" % (
                 name, other)

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: fleet_audit
-short_description: Verify the audit chain of the fleet registry (fleet.db)
+short_description: Verify the audit chain of the fleet registry (SQLite or PostgreSQL)
 version_added: 0.1.0
 description:
-  - Every change to the fleet registry appends an entry to a SHA-256 hash chain in the same transaction.
-    This module walks the chain and checks that each entry's hash, height and link to the previous entry match,
-    and that every node row equals the newest audit entry for it.
-  - A row or an entry edited, added or removed outside fenrir.fleet (for example with C(sqlite3)) breaks the chain;
-    the module then fails with the first problem found (which entry or which node, which fields), unless
-    O(fail_on_mismatch=false).
+  - Every change to the fleet registry appends an entry to its audit chain in the same transaction. Each entry's
+    hash is an HMAC with the registry's audit key (kept sealed under the registry key), and the newest entry's
+    height and hash are kept as an anchor with its own HMAC.
+  - This module walks the chain and checks each entry's hash, height and link to the previous entry, the anchor,
+    that each record's entries follow on from each other, and that every record equals its newest audit entry.
+  - A row or an entry edited, added or removed outside fenrir.fleet (for example with C(sqlite3) or C(psql))
+    breaks the chain; the module then fails with the first problem found (which entry or which record, which
+    fields), unless O(fail_on_mismatch=false).
+  - RV(audit_head) is the newest entry (height and hash). Keep it outside the registry (an AWX artifact, a log)
+    and give it back as O(expect_head) later; a registry restored from an older copy, anchor included, or
+    replaced, is then found too -- something no check inside the database can see.
   - Read-only unless O(accept) or O(rebuild_index) is given. The registry is never created or migrated; a registry
     with another schema version than the collection's is refused with a message saying how to migrate it.
 author:
@@ -42,6 +47,21 @@ options:
       it edited).
     type: bool
     default: false
+  expect_head:
+    description:
+      - An RV(audit_head) returned by an earlier run and kept outside the registry. The chain must still hold that
+        entry, with that hash; otherwise the registry was rolled back to an older copy, truncated, or replaced, and
+        the module fails (or returns RV(ok=false) with O(fail_on_mismatch=false)).
+    type: dict
+    suboptions:
+      height:
+        description: The entry's height (V(0) for a registry without entries).
+        type: int
+        required: true
+      hash:
+        description: The entry's hash, 64 hex digits.
+        type: str
+        required: true
 attributes:
   check_mode:
     support: full
@@ -54,8 +74,8 @@ attributes:
 requirements:
   - cryptography
 notes:
-  - The chain is a plain SHA-256 chain. It shows edits made without rewriting the chain; someone who rewrites
-    every later hash as well is not detected. Keep copies of RV(entries) and the newest hash elsewhere if that matters.
+  - Verifying needs the registry key (the chain is keyed); whoever can write the database but lacks the key cannot
+    recompute the chain. No secret is ever in a result.
 seealso:
   - module: fenrir.fleet.fleet_registry
   - module: fenrir.fleet.fleet_status
@@ -76,6 +96,19 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ fleet_audit.problem }}"
   when: not fleet_audit.ok
+
+- name: Verify, and check that the registry still holds the head kept by the previous run (no rollback)
+  fenrir.fleet.fleet_audit:
+    registry: postgresql://fleet@db.example.org/fleet
+    key_file: /etc/fenrir/fleet.key
+    expect_head: "{{ lookup('ansible.builtin.file', '/var/lib/fenrir/audit_head.json') | from_json }}"
+  register: fleet_audit
+
+- name: Keep the new head elsewhere
+  ansible.builtin.copy:
+    content: "{{ fleet_audit.audit_head | to_json }}"
+    dest: /var/lib/fenrir/audit_head.json
+    mode: "0644"
 
 - name: Keep beta's record as it was edited by hand (after looking at it), then verify
   fenrir.fleet.fleet_audit:
@@ -104,6 +137,20 @@ height:
   returned: success
   type: int
   sample: 9
+audit_head:
+  description: The newest audit entry when the chain was read. Keep it outside the registry and give it as
+    O(expect_head) next time.
+  returned: success
+  type: dict
+  contains:
+    height:
+      description: The entry's height (V(0) when there is none).
+      type: int
+      sample: 15
+    hash:
+      description: The entry's hash.
+      type: str
+      sample: 3f1c0a9b5e7d2c4f6a8b0c1d3e5f7a9b1c3d5e7f9a1b3c5d7e9f1a3b5c7d9e1f
 label:
   description: Label of the node the problem concerns; V(null) when RV(ok).
   returned: success
@@ -119,7 +166,7 @@ index_rebuilt:
   returned: success
   type: bool
 registry:
-  description: The registry (a file's absolute path).
+  description: The registry (a file's absolute path, or the DSN without its password).
   returned: always
   type: str
   sample: /var/lib/fenrir/fleet.db

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: fleet_registry
-short_description: Reserve addresses and keep node records in the fleet registry (fleet.db)
+short_description: Reserve addresses and keep node records in the fleet registry (SQLite or PostgreSQL)
 version_added: 0.1.0
 description:
-  - Keeps the node records of the fleet registry, an SQLite file (O(registry)) created on first use.
+  - Keeps the node records of the fleet registry O(registry), an SQLite file or a PostgreSQL database, created on
+    first use.
   - Renamed from C(fenrir.fleet.fleet_node) (still accepted, deprecated).
   - For a O(label) (or every entry of O(nodes)) with O(state=present), reserves an address from the pool in the
     same transaction that picks it; the node keeps that address on every later run. A pinned O(ip) is honoured,
@@ -21,7 +22,8 @@ description:
   - A node adopted from an older registry (it has a node id but no identity here) keeps its identity, and none is made
     for it; M(fenrir.fleet.knarr_container) takes it from the node's container.
   - Any number of processes may run this against one registry at once; they never share an address.
-    Every change is appended to a SHA-256 hash-chained audit trail in the same transaction.
+    Every change is appended to the registry's keyed audit chain in the same transaction (see
+    M(fenrir.fleet.fleet_audit)).
 author:
   - Fenrir Fleet Maintainers (@fenrir-fleet)
 extends_documentation_fragment:

@@ -5,69 +5,19 @@ create with --ip and limits, the three files copied in, no labels): provision.ym
 keeps the node's address and identity, and brings the container under management without losing
 what the node wrote to its node.db.
 """
-import io
-import os
-import sqlite3
-import tarfile
 import time
 
-import docker
-
-from conftest import CLIENT, NETWORK, SUBNET
+from conftest import CLIENT, ORIGINAL_IP as IP, original_node, original_registry
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
-from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_config as kc
-from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import normalize_node
-
-IP = "172.24.0.50"
-
-
-def _tar(files):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path, (data, mode) in files.items():
-            info = tarfile.TarInfo(path.lstrip("/"))
-            info.size, info.mode = len(data), mode
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _original_registry(path, insert, args):
-    """A fleet.db in the original skill's layout (plain-text secret columns) holding one row."""
-    os.makedirs(os.path.dirname(path))
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE fleet_nodes (label TEXT PRIMARY KEY, server_id, provider, location, ip, node_id, "
-               "encryption_key, seed_encrypted, nonce, status TEXT DEFAULT 'provisioning', created_at REAL, "
-               "last_seen REAL, report_received_at REAL)")
-    db.execute(insert, args)
-    db.commit()
-    db.close()
-
-
-def _original_node(seed):
-    """What the skill left behind: its row in fleet_nodes and its container."""
-    pool = docker.types.IPAMPool(subnet=SUBNET, gateway="172.24.0.1")
-    CLIENT.networks.create(NETWORK, driver="bridge", ipam=docker.types.IPAMConfig(pool_configs=[pool]))
-    container = CLIENT.api.create_container(
-        "knarr-cluster-node:latest", name="fenrir-it-o", detach=True,
-        host_config=CLIENT.api.create_host_config(mem_limit=256 * 2 ** 20, pids_limit=50,
-                                                  restart_policy={"Name": "unless-stopped"}, network_mode=NETWORK),
-        networking_config=CLIENT.api.create_networking_config(
-            {NETWORK: CLIENT.api.create_endpoint_config(ipv4_address=IP)}))
-    spec = normalize_node({"label": "it-o", "location": "lab"})
-    files = kc.node_files(spec, IP)
-    files[kc.CONFIG_DIR + "/node.db"] = (ident.build_node_db(seed), 0o600)
-    CLIENT.api.put_archive(container["Id"], "/", _tar(files))
-    CLIENT.api.start(container["Id"])
-    return container["Id"]
 
 
 def test_an_original_fleet_is_adopted_without_losing_the_nodes_identity(fleet):
     seed = ident.new_seed()
     node_id = ident.node_id_from_seed(seed)
-    _original_registry(fleet.registry, "INSERT INTO fleet_nodes VALUES ('it-o', 'fenrir-it-o', 'docker', 'lab', ?, ?, "
-                       "'PLAINKEY-x1', 'PLAINSEED-x1', 'n1', 'online', ?, ?, ?)",
-                       (IP, node_id, time.time(), time.time(), time.time()))
-    old_id = _original_node(seed)
+    original_registry(fleet.registry, "INSERT INTO fleet_nodes VALUES ('it-o', 'fenrir-it-o', 'docker', 'lab', ?, ?, "
+                      "'PLAINKEY-x1', 'PLAINSEED-x1', 'n1', 'online', ?, ?, ?)",
+                      (IP, node_id, time.time(), time.time(), time.time()))
+    old_id = original_node(seed)
     write = ("import sqlite3; c = sqlite3.connect('/opt/knarr/node.db'); "
              "c.execute('CREATE TABLE ledger (entry TEXT)'); c.execute(\"INSERT INTO ledger VALUES ('e1')\"); c.commit()")
     # The node's own data in its node.db; as root, who owns the files the original skill's `docker cp` put in.
@@ -98,8 +48,8 @@ def test_an_original_fleet_is_adopted_without_losing_the_nodes_identity(fleet):
 
 def test_an_adopted_node_without_its_identity_is_refused_not_replaced(fleet):
     node_id = ident.node_id_from_seed(ident.new_seed())
-    _original_registry(fleet.registry, "INSERT INTO fleet_nodes (label, server_id, provider, ip, node_id, status, "
-                       "created_at) VALUES ('it-o', 'fenrir-it-o', 'docker', ?, ?, 'online', 1.0)", (IP, node_id))
+    original_registry(fleet.registry, "INSERT INTO fleet_nodes (label, server_id, provider, ip, node_id, status, "
+                      "created_at) VALUES ('it-o', 'fenrir-it-o', 'docker', ?, ?, 'online', 1.0)", (IP, node_id))
     fleet.set_hosts({"it-o": {}})
     result = fleet.play("provision.yml", check=False)
     assert result.rc != 0

@@ -110,7 +110,7 @@ def scrub(reg):
                         "%s was adopted from the original skill, but the plain-text secrets it held could not "
                         "be wiped from the file within %d s: another process keeps it open in a read "
                         "transaction (a sqlite3 shell, a backup, a long inventory run?). Close it and run any "
-                        "fenrir.fleet.fleet_node task again; until then the old plain-text values remain in "
+                        "fenrir.fleet.fleet_registry task again; until then the old plain-text values remain in "
                         "the file and its WAL" % (reg.path, reg.busy_timeout), field="registry")
                 time.sleep(0.05)
         finally:
@@ -121,4 +121,4 @@ def scrub(reg):
     except sqlite3.OperationalError as exc:
         raise RegistryError("%s was adopted from the original skill, but the plain-text secrets it held could "
                             "not be wiped from the file: %s. Make sure no other process uses it and run any "
-                            "fenrir.fleet.fleet_node task again" % (reg.path, exc), field="registry")
+                            "fenrir.fleet.fleet_registry task again" % (reg.path, exc), field="registry")

@@ -33,6 +33,7 @@ DEFAULT_FLEET_RANGE = "172.21.0.0/16"  # host subnets (/24 each) come from here;
 GENESIS_HASH = "0" * 64
 LIVE_WITHOUT_ADDRESS = ("failed", "destroyed")  # the only statuses a record without an address may have
 SCRUB_PENDING = "scrub_pending"  # registry_meta key: adopted plain text not yet wiped from the file
+FORMER_LOCATIONS = "former_locations"  # registry_meta key: the registries this one was copied from (JSON list)
 
 # Columns of the node record, in order.  ``secrets`` is a Fernet token and never leaves the package in clear;
 # ``ip_int`` is the reservation (NULL = no address held).

@@ -28,7 +28,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.naming import contain
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import audit as chain
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.allocation import HeldRuns
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.common import (
-    GENESIS_HASH, KINDS, LIVE_WITHOUT_ADDRESS, MUTABLE_FIELDS, NETWORK_MODES, SCHEMA_VERSION,
+    FORMER_LOCATIONS, GENESIS_HASH, KINDS, LIVE_WITHOUT_ADDRESS, MUTABLE_FIELDS, NETWORK_MODES, SCHEMA_VERSION,
     SCRUB_PENDING, STATUSES, RegistryError, as_view, audit_view, canonical, clean_reason, default_actor,
     differing, public)
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.keys import KeySource, Sealer, new_key
@@ -165,6 +165,11 @@ class Registry(RecordsMixin):
             self.store.fail(exc, "take the registry's write lock")
         self._in_tx = True
         self._tx_head = None
+        if self._sealer is not None and not self._scratch:
+            # The key this object loaded in an earlier transaction may have been rotated by another run since:
+            # load it again (and check it) rather than seal anything with a key the registry no longer has.
+            if self.store.get_meta("key_fingerprint") != self._sealer.fingerprint:
+                self._sealer = self._audit_key = None
 
     def _end(self, ok):
         if not self._in_tx:
@@ -311,9 +316,11 @@ class Registry(RecordsMixin):
                                     % (self.path, self.keys.describe()), field="key_file")
         sealer = Sealer(key, self.keys.where or "a throwaway check-mode key")
         if recorded is not None and recorded != sealer.fingerprint:
+            from ansible_collections.fenrir.fleet.plugins.module_utils.registry.rotation import pending_hint
             raise RegistryError("the key from %s (fingerprint %s) is not the key of the registry %s (fingerprint %s); "
-                                "nothing was written. Give the registry's own key"
-                                % (self.keys.where, sealer.fingerprint, self.path, recorded), field="key_file")
+                                "nothing was written. Give the registry's own key%s"
+                                % (self.keys.where, sealer.fingerprint, self.path, recorded,
+                                   pending_hint(self.keys.path)), field="key_file")
         self._sealer = sealer
         return sealer
 
@@ -347,8 +354,20 @@ class Registry(RecordsMixin):
 
     def audit_head(self):
         """The newest audit entry (height, hash): keep it outside the registry to detect a rollback."""
+        if "audit" not in self.store.tables():
+            return dict(height=0, hash=GENESIS_HASH)
         row = self.store.one("SELECT height, hash FROM audit ORDER BY height DESC LIMIT 1")
         return dict(height=row["height"], hash=row["hash"]) if row else dict(height=0, hash=GENESIS_HASH)
+
+    def entry_hash_at(self, height):
+        """The hash of audit entry ``height``, or None when there is no such entry."""
+        return self.store.scalar("SELECT hash FROM audit WHERE height = ?", (int(height),))
+
+    def former_locations(self):
+        """Where this registry was copied from (``copy_registry``), as those registries are shown: containers
+        labelled for one of them are this registry's."""
+        value = self.store.get_meta(FORMER_LOCATIONS)
+        return json.loads(value) if value else []
 
     def _encrypt(self, data, label="", kind="node"):
         return self._sealer_for(create=True).seal(kind, label, data)
@@ -512,7 +531,7 @@ class Registry(RecordsMixin):
             if changes.get("ip_int", before["ip_int"]) is None and status not in LIVE_WITHOUT_ADDRESS:
                 raise RegistryError(
                     "holds no address (it is %s, e.g. decommissioned meanwhile), so it cannot become %s; only "
-                    "fenrir.fleet.fleet_node (allocation) brings it back, with an address"
+                    "fenrir.fleet.fleet_registry (allocation) brings it back, with an address"
                     % (before["status"], status), label=label, field="status")
         changes["updated_at"] = time.time()
         self._update(label, changes)
@@ -721,7 +740,9 @@ class Registry(RecordsMixin):
         # One read transaction: the trail and the rows are compared as of the same moment.
         self.store.begin_read()
         try:
-            return chain.verify(self)
+            result = chain.verify(self)
+            result["head"] = self.audit_head()
+            return result
         except self.store.errors as exc:
             self.store.fail(exc, "read the audit trail")
         finally:

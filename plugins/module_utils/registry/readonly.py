@@ -12,8 +12,8 @@ import os
 import sqlite3
 from urllib.parse import quote
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.registry.common import SCHEMA_VERSION, RegistryError, \
-    public
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry.common import (
+    FORMER_LOCATIONS, SCHEMA_VERSION, RegistryError, public)
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.location import Location
 
 
@@ -23,7 +23,7 @@ def _refuse(where, version, tables):
                             "Use a newer fenrir.fleet." % (where, version, SCHEMA_VERSION), field="registry")
     origin = (" (written by the original fleet-provision-docker-lite skill)" if "fleet_nodes" in tables else "")
     raise RegistryError("the fleet registry %s has schema version %d%s, not %d; it is only read here, never "
-                        "migrated. Migrate it by running any fenrir.fleet.fleet_node task (or "
+                        "migrated. Migrate it by running any fenrir.fleet.fleet_registry task (or "
                         "playbooks/provision.yml) against it once." % (where, version, origin, SCHEMA_VERSION),
                         field="registry")
 
@@ -118,3 +118,32 @@ def registry_exists(location):
         store.fail(exc, "read it")
     finally:
         store.close()
+
+
+def former_locations(location):
+    """The registries this one was copied from (``transfer.copy_registry``), as they are shown; [] when there is
+    no registry at ``location`` or it was never copied.  Read without the key: containers labelled for one of
+    them are this registry's (drift, removal)."""
+    import json
+    loc = Location(location)
+    if loc.backend == "sqlite":
+        if not os.path.isfile(loc.target):
+            return []
+        conn = _sqlite(loc)
+        try:
+            row = conn.execute("SELECT value FROM registry_meta WHERE key = ?", (FORMER_LOCATIONS,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise RegistryError("cannot read the fleet registry %s: %s" % (loc.display, exc), field="registry")
+        finally:
+            conn.close()
+        value = row[0] if row else None
+    else:
+        from ansible_collections.fenrir.fleet.plugins.module_utils.registry.store_postgres import PostgresStore
+        store = PostgresStore(loc)
+        try:
+            value = store.get_meta(FORMER_LOCATIONS)
+        except store.errors as exc:
+            store.fail(exc, "read it")
+        finally:
+            store.close()
+    return json.loads(value) if value else []

@@ -179,10 +179,32 @@ class SQLiteStore(Store):
         """Check mode: copy this file, as of now, into the in-memory store ``other`` (a reader: no write lock)."""
         self.conn.backup(other.conn)
 
+    def _read_only(self):
+        """Why the registry's file or directory cannot be written (a read-only filesystem, no write permission),
+        or None."""
+        if self.memory or self.location is None:
+            return None
+        directory = os.path.dirname(self.location.target)
+        for path in (self.location.target, directory):
+            try:
+                if os.statvfs(path).f_flag & os.ST_RDONLY:
+                    return "%s is on a filesystem mounted read-only" % path
+            except OSError:
+                continue
+            if not os.access(path, os.W_OK):
+                return "%s is not writable by this user (uid %d)" % (path, os.geteuid())
+        return None
+
     def fail(self, exc, doing):
         text = str(exc)
         where = self.location.display if self.location else "the registry"
-        if "locked" in text or "busy" in text:
+        read_only = self._read_only() if ("readonly" in text or "read-only" in text or "unable to open" in text) \
+            else None
+        if read_only:
+            msg = ("the registry %s is read-only while trying to %s: %s (%s). The registry is written on every run, "
+                   "with its -wal and -shm files beside it: make the file and its directory writable for this user, "
+                   "or move the registry to a writable place" % (where, doing, read_only, text))
+        elif "locked" in text or "busy" in text:
             msg = ("the registry %s stayed locked by another process for more than %d s while trying to %s: "
                    "another run (or a sqlite3 shell, a backup) holds its write lock. Let it finish and run again"
                    % (where, self.busy_timeout, doing))

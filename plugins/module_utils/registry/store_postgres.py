@@ -110,7 +110,7 @@ class PostgresStore(Store):
             " AND table_name = %s ORDER BY ordinal_position", (table,))]
 
     def fail(self, exc, doing):
-        text = self.location.scrub(str(exc).strip())
+        text = " ".join(self.location.scrub(str(exc)).split())  # one line: libpq adds hints on lines of their own
         where = self.location.display
         sqlstate = getattr(exc, "sqlstate", None)
         if sqlstate == "28P01" or "password authentication failed" in text:

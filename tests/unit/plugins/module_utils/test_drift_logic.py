@@ -183,6 +183,21 @@ def test_duplicate_container(tmp_path):
         ("fenrir-a", []), ("fenrir-a-copy", ["duplicate container"])]
 
 
+def test_containers_of_the_registry_this_one_was_copied_from_are_its_own(tmp_path):
+    from ansible_collections.fenrir.fleet.plugins.module_utils.registry import copy_registry, former_locations
+    db = tmp_path / "fleet.db"
+    nodes = make_registry(db, ["a"], a=dict(status="online"))
+    copy = str(tmp_path / "moved" / "fleet.db")
+    copy_registry(str(db), copy, key_file=str(tmp_path / "fleet.key"))
+    assert former_locations(copy) == [str(db)] and former_locations(str(db)) == []
+    entries = [listed("fenrir-a", ip=nodes["a"]["ip"], labels=ours(db, "a")),
+               listed("fenrir-b", ip="172.31.251.60", labels=ours("/elsewhere/fleet.db", "b"))]
+    result = drift.compare(drift.read_nodes(copy), views(entries), copy, former=former_locations(copy))
+    assert [(e["label"], e["drift"]) for e in result] == [("a", [])]
+    result = drift.compare(drift.read_nodes(copy), views(entries), copy)
+    assert [(e["label"], e["drift"]) for e in result] == [("a", ["container missing"])]
+
+
 # --------------------------------------------------------------------------- compare: unlabelled containers
 
 def test_unlabelled_containers_are_matched_by_name(tmp_path):
@@ -450,7 +465,9 @@ def test_release_stale_leaves_a_record_changed_meanwhile(stale_registry, registr
 def test_audit_intact(audit_registry):
     before = digest(audit_registry)
     result = drift.audit(str(audit_registry))
+    head = result.pop("audit_head")
     assert result == dict(ok=True, entries=3, problem=None, height=None, label=None, registry=str(audit_registry))
+    assert head["height"] == 3 and len(head["hash"]) == 64
     assert digest(audit_registry) == before
 
 

@@ -32,9 +32,9 @@ def secret_forms(seed):
     return [seed.hex(), seed.hex().upper(), base64.b64encode(seed).decode(), repr(seed), repr(seed)[2:-1]]
 
 
-def make_work(label="alpha", ip="172.21.0.10", registry="/srv/fleet/fleet.db", seed=SEED, **spec_fields):
+def make_work(label="alpha", ip="172.21.0.10", registry="/srv/fleet/fleet.db", seed=SEED, former=(), **spec_fields):
     spec = normalize_node(dict(label=label, **spec_fields))
-    work = nc.NodeWork(spec, ip, seed, registry, NETWORK)
+    work = nc.NodeWork(spec, ip, seed, registry, NETWORK, former=former)
     work.files = {TOML: (b"[node]\nport = 9010\n", 0o644), ECHO: (b"async def handle(d):\n    return d\n", 0o644)}
     return work
 
@@ -212,6 +212,18 @@ def test_foreign_registry():
     assert nc.foreign_registry(labels, None) is None
     assert nc.foreign_registry({}, "/srv/b/fleet.db") is None
     assert nc.foreign_registry(None, "/srv/b/fleet.db") is None
+
+
+def test_the_registry_this_one_was_copied_from_is_not_foreign():
+    labels = {"fenrir.fleet.registry": "/srv/a/fleet.db"}
+    moved = "postgresql://fleet@db:5432/fleet"
+    assert nc.foreign_registry(labels, moved) == "/srv/a/fleet.db"
+    assert nc.foreign_registry(labels, moved, former=("/srv/a/fleet.db",)) is None
+    made = make_work(registry="/srv/a/fleet.db")
+    work = make_work(registry=moved, former=("/srv/a/fleet.db",))
+    view = nc.container_view(inspect_of(made), NETWORK)
+    assert nc.recreate_reasons(view, nc.desired_view(work, IMAGE_ID), work.former) == []   # kept, not recreated
+    assert nc.recreate_reasons(view, nc.desired_view(work, IMAGE_ID)) == ["label fenrir.fleet.registry"]
 
 
 def test_foreign_registry_same_file_by_symlink(tmp_path):

@@ -480,7 +480,9 @@ def test_audit_entry_for_every_change_and_chain_links(reg, loc):
     assert json.loads(entries[-1]["before"])["location"] == "x"
     assert "secrets" not in json.loads(entries[3]["after"])
     assert json.loads(entries[3]["after"])["secrets_sha256"]
-    assert reg.verify() == dict(ok=True, entries=7, problem=None, height=None, label=None)
+    verdict = reg.verify()
+    assert verdict == dict(ok=True, entries=7, problem=None, height=None, label=None, head=reg.audit_head())
+    assert verdict["head"]["height"] == 7
     assert reg.audit_head() == dict(height=7, hash=entries[-1]["hash"])
     with open_reg(loc) as again:
         assert again.verify()["ok"] is True
