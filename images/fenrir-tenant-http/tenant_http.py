@@ -70,7 +70,11 @@ def serve():
     if os.environ.get("TENANT_OOM") == "1":
         oom()
     server = ThreadingHTTPServer(("0.0.0.0", PORT), Handler)
-    signal.signal(signal.SIGTERM, lambda *_: (server.server_close(), sys.exit(0)))
+
+    def stop(*dummy):
+        server.server_close()
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, stop)
     sys.stdout.write("serving on port %d\n" % PORT)
     sys.stdout.flush()
     server.serve_forever()
