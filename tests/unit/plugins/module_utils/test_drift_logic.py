@@ -183,6 +183,16 @@ def test_duplicate_container(tmp_path):
         ("fenrir-a", []), ("fenrir-a-copy", ["duplicate container"])]
 
 
+def test_the_registrys_tenant_containers_are_not_nodes(tmp_path):
+    db = tmp_path / "fleet.db"
+    nodes = make_registry(db, ["a"], a=dict(status="online"))
+    tenant = {"fenrir.fleet.role": "tenant", "fenrir.tenant_id": "acme", "fenrir.fleet.registry": str(db)}
+    entries = [listed("fenrir-a", ip=nodes["a"]["ip"], labels=ours(db, "a")),
+               listed("fenrir-tenant-acme", labels=tenant)]
+    result = drift.compare(drift.read_nodes(str(db)), views(entries), str(db))
+    assert [(e["container_name"], e["drift"]) for e in result] == [("fenrir-a", [])]
+
+
 # --------------------------------------------------------------------------- compare: unlabelled containers
 
 def test_unlabelled_containers_are_matched_by_name(tmp_path):
