@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters of the tenants role: every tenant of the play grouped by Docker engine (validated), and the
-modules' results as rows, a table and failures."""
+"""Filters of the tenants role: every host's tenant settings into one plan (validated, tenants grouped by Docker
+engine), and the modules' results as rows, a table and failures."""
 
 from __future__ import annotations
 
@@ -10,18 +10,53 @@ import json
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.fenrir.fleet.plugins.module_utils import tenant as tenant_module
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import DOCKER_COMMON_ARGS
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import SpecError
 from ansible_collections.fenrir.fleet.plugins.module_utils.tenant_spec import (
-    DEFAULT_PREFIX, normalize_tenant, normalize_tenants, tenant_id_of)
-from ansible_collections.fenrir.fleet.plugins.plugin_utils.host_settings import HostSettings
+    normalize_tenant, normalize_tenants, tenant_id_of)
 
 PREFIX = "tenants_"
 STATES = ("present", "absent")
-# Role variables read once for the play (on the host the run_once tasks run on), never per tenant.
-PLAY_SETTINGS = ("prefix", "registry", "bind_address", "parallelism", "start_timeout", "start_settle", "mode", "output",
-                 "list", "group")
+# Each tenant host's own (Ansible's precedence decides what each host gets); tenants_list's tenants take the
+# play's value (see _list_value).
+HOST_SETTINGS = ("spec", "state", "docker")
+# Read once for the whole play: every host of the play must see the same value.
+PLAY_SETTINGS = ("group", "list", "mode", "output", "registry", "registry_key_file", "prefix", "bind_address",
+                 "parallelism", "start_timeout", "start_settle")
+# Set by the role (its output), not given to it.
+ROLE_OUTPUT = ("results",)
+# Role variables that are options of fenrir.fleet.tenant (with that option's name): unset, the module's default.
+MODULE_OPTIONS = dict(registry="registry", registry_key_file="key_file", prefix="prefix", bind_address="bind_address",
+                      parallelism="parallelism", start_timeout="start_timeout", start_settle="start_settle")
 DOCKER_OPTIONS = tuple(DOCKER_COMMON_ARGS)
+DEFAULT_GROUP = "tenants"
+
+
+def module_default(name):
+    """The default of a role variable's module option (the one place it is written)."""
+    return tenant_module.ARGUMENT_SPEC["argument_spec"][MODULE_OPTIONS[name]].get("default")
+
+
+def _fail(where, name, message):
+    raise AnsibleFilterError("%s, variable %s%s: %s" % (where, PREFIX, name, message))
+
+
+def _same(value):
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _agreed(by_host, hosts, name, why):
+    """The one value ``hosts`` have for ``name`` (None when unset everywhere); refuses when they differ, naming the
+    variable and the hosts."""
+    seen = {}
+    for host in hosts:
+        seen.setdefault(_same(by_host[host].get(name)), (host, by_host[host].get(name)))
+    if len(seen) > 1:
+        shown = ", ".join("host %s has %r" % (host, value) for host, value in sorted(seen.values(), key=lambda i: i[0]))
+        raise AnsibleFilterError("variable %s%s: %s, differs between the play's hosts (%s); set it for the play (play "
+                                 "vars, group_vars/all or -e), not per host or group" % (PREFIX, name, why, shown))
+    return next(iter(seen.values()))[1] if seen else None
 
 
 def _docker(value, where):
@@ -29,79 +64,84 @@ def _docker(value, where):
     if value in (None, ""):
         return {}
     if not isinstance(value, dict):
-        raise AnsibleFilterError("%s, field 'tenants_docker': must be a mapping of connection options (%s)"
-                                 % (where, ", ".join(DOCKER_OPTIONS)))
+        _fail(where, "docker", "must be a mapping of connection options (%s)" % ", ".join(DOCKER_OPTIONS))
     unknown = sorted(str(k) for k in value if k not in DOCKER_OPTIONS)
     if unknown:
-        raise AnsibleFilterError("%s, field 'tenants_docker': unknown option(s) %s; known: %s"
-                                 % (where, ", ".join(unknown), ", ".join(DOCKER_OPTIONS)))
+        _fail(where, "docker", "unknown option(s) %s; known: %s" % (", ".join(unknown), ", ".join(DOCKER_OPTIONS)))
     return {k: v for k, v in sorted(value.items()) if v not in (None, "")}
 
 
-def _spec_error(exc, where):
-    return AnsibleFilterError("%s (%s)" % (exc, where))
+def tenant_plan(settings, hosts, groups=None):
+    """Every host's tenant settings (its ``tenants_*`` variables as Ansible resolved them for that host, without
+    the prefix, in the order of ``hosts``) into one plan for the play.
 
+    The hosts of ``tenants_group`` (found in ``groups``) are tenants: each its own ``tenants_spec`` (its
+    ``tenant_id`` defaulting to the host name), ``tenants_state`` and ``tenants_docker``. ``tenants_list`` adds
+    tenants given to the play; they take the play's ``tenants_state`` and ``tenants_docker`` -- the value every
+    play host that is not a tenant has (every host, when all are tenants). Play settings (PLAY_SETTINGS) must be
+    the same on every host.
 
-def _play_settings_agree(hosts, hostvars, play_settings, context_host):
-    """A play setting given to some tenant hosts only (say, in the tenants group's vars) would be silently ignored:
-    the role reads it once, on the run_once host. Refuse that, naming the setting and the hosts."""
-    for var, value in sorted((play_settings or {}).items()):
-        name = PREFIX + var
-        differ = sorted(h for h in hosts if name in hostvars[h] and hostvars[h][name] != value)
-        if differ:
-            raise AnsibleFilterError("field %r: a play setting, read once for the whole play (on %s, where it is %r), "
-                                     "differs on %s; set it for the play (play vars, group_vars/all or -e), not per "
-                                     "host or group" % (name, context_host, value, ", ".join(differ)))
-
-
-def tenant_batches(hosts, hostvars, context, context_host=None, role_defaults=None, tenants_list=None,
-                   prefix=DEFAULT_PREFIX, play_settings=None):
-    """Every tenant of the play, validated, grouped by the Docker engine it runs on.
-
-    ``hosts``: the play's hosts of the tenants group -- each is one tenant, ``tenants_spec`` its spec (its
-    ``tenant_id`` defaults to the host name), ``tenants_state`` and ``tenants_docker`` its own or the play's;
-    ``tenants_list``: specs given to the play (the play's state and engine). ``context``: ``{spec, state,
-    docker}`` as the run_once task templates them on ``context_host`` (see HostSettings).
-
-    Returns ``[{engine, docker, present: [specs], absent: [tenant ids]}]``, one per engine, in first-seen
-    order. Fails naming the tenant, the field and where it was set when a spec is bad, a tenant id is given
-    twice, or two tenants on one engine publish the same host port; and when a play setting (``play_settings``:
-    prefix, registry, ... as the run_once task sees them) differs on some tenant host.
+    Returns ``{batches: [{engine, docker, present: [specs], absent: [tenant ids]}] (one per engine, in
+    first-seen order), docker: the play's connection options, tenants: how many, play: the play settings that
+    are set (tenants_list aside)}``. Fails naming the tenant,
+    the field, the host and the variable when a spec is bad, a tenant id is given twice, two tenants on one
+    engine publish the same host port; naming the variable and the hosts when a play setting differs.
     """
-    settings = HostSettings(hostvars, context, context_host, role_defaults, prefix=PREFIX)
-    _play_settings_agree(hosts or [], settings.hostvars, play_settings, context_host)
+    settings, hosts = list(settings), list(hosts)
+    if len(settings) != len(hosts):
+        raise AnsibleFilterError("tenant_plan: %d settings for %d hosts" % (len(settings), len(hosts)))
+    by_host = dict(zip(hosts, settings))
+    known = set(HOST_SETTINGS) | set(PLAY_SETTINGS) | set(ROLE_OUTPUT)
+    for host, values in by_host.items():
+        unknown = sorted(set(values or {}) - known)
+        if unknown:
+            _fail("host %s" % host, unknown[0], "not a variable of the tenants role (a typo?)")
+    play = {name: _agreed(by_host, hosts, name, "a play setting, read once for the whole play")
+            for name in PLAY_SETTINGS}
+    prefix = play["prefix"] or module_default("prefix")
+    members = set((groups or {}).get(play["group"] or DEFAULT_GROUP) or [])
+    tenant_hosts = [h for h in hosts if h in members]
+    others = [h for h in hosts if h not in members] or hosts
+
     entries = []  # (where, state, docker, raw spec)
-    for host in hosts or []:
-        where = "host %s" % host
-        state = settings.get(host, "state")
-        raw = settings.get(host, "spec") or {}
-        if not isinstance(raw, dict):
-            raise AnsibleFilterError("%s, field 'tenants_spec': must be a tenant spec (a mapping in the seed's shape)"
-                                     % where)
-        raw = dict(raw)
+    for host in tenant_hosts:
+        values, where = by_host[host], "host %s" % host
+        state = values.get("state", "present")
+        if state not in STATES:
+            _fail(where, "state", "%r is not one of %s" % (state, ", ".join(STATES)))
+        raw = values.get("spec")
+        if raw is None and state == "present":
+            _fail(where, "spec", "a tenant host needs its spec (the seed's shape), or tenants_state: absent")
+        if raw is not None and not isinstance(raw, dict):
+            _fail(where, "spec", "must be a tenant spec (a mapping in the seed's shape)")
+        raw = dict(raw or {})
         raw.setdefault("tenant_id", host)
-        entries.append((where + " (variable tenants_spec)", state, _docker(settings.get(host, "docker"), where), raw))
-    play_state = settings.play_value("state", hosts or [])
-    play_docker = _docker(settings.play_value("docker", hosts or []), "the play")
-    if not isinstance(tenants_list or [], list):
-        raise AnsibleFilterError("field 'tenants_list': must be a list of tenant specs")
-    for i, raw in enumerate(tenants_list or []):
-        entries.append(("tenants_list[%d]" % i, play_state, play_docker, raw))
+        entries.append((where + ", variable tenants_spec", state, _docker(values.get("docker"), where), raw))
+    tenants_list = play["list"] or []
+    if not isinstance(tenants_list, list):
+        _fail("the play", "list", "must be a list of tenant specs")
+    play_docker = {}
+    if tenants_list or not tenant_hosts:
+        why = "the engine of the tenants of tenants_list (and of the status when there are none)"
+        play_docker = _docker(_agreed(by_host, others, "docker", why), "the play")
+    if tenants_list:
+        list_state = _agreed(by_host, others, "state", "the state of the tenants of tenants_list") or "present"
+        if list_state not in STATES:
+            _fail("the play", "state", "%r is not one of %s" % (list_state, ", ".join(STATES)))
+        for i, raw in enumerate(tenants_list):
+            entries.append(("variable tenants_list[%d]" % i, list_state, play_docker, raw))
 
     batches, seen = {}, {}
     for where, state, docker, raw in entries:
-        if state not in STATES:
-            raise AnsibleFilterError("%s, field 'tenants_state': %r is not one of present, absent" % (where, state))
         try:
             tid = tenant_id_of(raw, prefix) if state == "absent" else normalize_tenant(raw, prefix)["tenant_id"]
         except SpecError as exc:
-            raise _spec_error(exc, where)
+            raise AnsibleFilterError("%s (%s)" % (exc, where))
         if tid in seen:
             raise AnsibleFilterError("tenant %r, field 'tenant_id': given twice (%s and %s)" % (tid, seen[tid], where))
         seen[tid] = where
-        key = json.dumps(docker, sort_keys=True)
-        batch = batches.setdefault(key, dict(engine=docker.get("docker_host") or "default engine", docker=docker,
-                                             present=[], absent=[]))
+        batch = batches.setdefault(_same(docker), dict(engine=docker.get("docker_host") or "default engine",
+                                                       docker=docker, present=[], absent=[]))
         if state == "absent":
             batch["absent"].append(tid)
         else:
@@ -110,8 +150,9 @@ def tenant_batches(hosts, hostvars, context, context_host=None, role_defaults=No
         try:
             normalize_tenants(batch["present"], prefix)
         except SpecError as exc:
-            raise _spec_error(exc, "on %s" % batch["engine"])
-    return list(batches.values())
+            raise AnsibleFilterError("%s (on %s)" % (exc, batch["engine"]))
+    shown = {name: value for name, value in play.items() if name != "list" and value is not None}
+    return dict(batches=list(batches.values()), docker=play_docker, tenants=len(seen), play=shown)
 
 
 def tenant_rows(results):
@@ -179,5 +220,5 @@ def tenant_table(rows):
 
 class FilterModule:
     def filters(self):
-        return dict(tenant_batches=tenant_batches, tenant_rows=tenant_rows, tenant_failures=tenant_failures,
+        return dict(tenant_plan=tenant_plan, tenant_rows=tenant_rows, tenant_failures=tenant_failures,
                     tenant_table=tenant_table)

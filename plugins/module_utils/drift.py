@@ -226,8 +226,8 @@ def compare(nodes, containers, registry_path, now=None, stale_after=DEFAULT_STAL
 
     A node's container is one labelled for ``registry_path`` with the node's label, or an unlabelled one
     (no ``fenrir.fleet.registry`` label, as the original skill made them) named like the node: its
-    ``server_id``, else ``fenrir-<label>``. Containers labelled for another registry are never this
-    registry's. Unclaimed containers of this registry, and unclaimed unlabelled ``fenrir-*`` containers on the
+    ``server_id``, else ``fenrir-<label>``. Containers labelled for another registry, or with another role (the
+    registry's tenants), are never this registry's nodes. Unclaimed containers of this registry, and unclaimed unlabelled ``fenrir-*`` containers on the
     fleet network, are ``not in registry``. A ``provisioning`` record unchanged for more than ``stale_after``
     seconds (at ``now``) without a running container is ``stale provisioning``.
 
@@ -238,6 +238,8 @@ def compare(nodes, containers, registry_path, now=None, stale_after=DEFAULT_STAL
     now = time.time() if now is None else now
     by_label, by_name = {}, {}
     for c in containers:
+        if c["labels"].get(ROLE_LABEL) not in (None, ROLE_VALUE):
+            continue  # another kind of this registry's containers (a tenant's): never a node's
         theirs = c["labels"].get(REGISTRY_LABEL)
         if theirs:
             if _same_path(theirs, registry_path) or theirs in former:

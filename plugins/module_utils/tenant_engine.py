@@ -464,8 +464,8 @@ class TenantEngine:
             if health == "healthy":
                 return
             if health == "unhealthy":
-                raise TenantFailure("its health check failed (%s)%s" % (last_health_output(info) or "no output",
-                                                                        self._logs(work.name)))
+                raise TenantFailure("its health check failed (%s)%s"
+                                    % (last_health_output(info) or "no output", self._logs(work.name)))
             now = time.monotonic()
             if health == "none" and now - started >= self.start_settle:
                 return

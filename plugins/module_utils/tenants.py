@@ -4,7 +4,7 @@
 
 Each function takes the module's validated params and a Docker client and returns the module's result,
 or raises :class:`TenantRefused` (every problem found, each naming the tenant and the field) before
-anything has changed.
+anything has changed. Records are kept in the fleet registry (tenant_store.open_store).
 """
 
 from __future__ import annotations
@@ -12,20 +12,23 @@ from __future__ import annotations
 import ipaddress
 
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
-    DockerException, connection_params, make_client, require_docker)
-from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, SpecError
+    DockerException, connection_params, make_client)
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, ModuleFailure, SpecError
 from ansible_collections.fenrir.fleet.plugins.module_utils.naming import tenant_container_name, validate_tenant_prefix
 from ansible_collections.fenrir.fleet.plugins.module_utils.tenant_engine import (
     DIGEST_LABEL, TenantEngine, TenantWork, ownership_problem, tenant_id_label)
-from ansible_collections.fenrir.fleet.plugins.module_utils.tenant_spec import (
-    normalize_tenants, public_spec, tenant_id_of)
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry_options import registry_location
+from ansible_collections.fenrir.fleet.plugins.module_utils.tenant_spec import normalize_tenants, tenant_id_of
 from ansible_collections.fenrir.fleet.plugins.module_utils.tenant_status import classify, limits, published_ports
-from ansible_collections.fenrir.fleet.plugins.module_utils.tenant_store import (
-    open_store, record_changed, registry_location)
+from ansible_collections.fenrir.fleet.plugins.module_utils.tenant_store import is_live, open_store
 
-NOT_PERSISTED = ("tenant records are not persisted yet: the fleet registry's tenants table is not on this branch "
-                 "(issue 13); each run derives them from the containers' labels, and results show what would be "
-                 "recorded")
+DESTROY_REASON = "destroyed by fenrir.fleet.tenant state=absent"
+# What tenant_info reports when the registry and the engine disagree (each tenant's ``drift``).
+DRIFTS = (
+    "not in registry",       # a container of this registry and prefix, but no live record
+    "container missing",     # a live record, but no container
+    "container id differs",  # the container is not the one the registry recorded (replaced behind its back)
+)
 
 
 class TenantRefused(FleetError):
@@ -49,10 +52,7 @@ def _settings(params):
         prefix = validate_tenant_prefix(params.get("prefix"))
     except SpecError as exc:
         raise TenantRefused([exc])
-    try:
-        registry = registry_location(params.get("registry"))
-    except FleetError as exc:
-        raise TenantRefused([exc])
+    registry = registry_location(params.get("registry"))
     bind = params.get("bind_address") or "0.0.0.0"
     try:
         ipaddress.ip_address(bind)
@@ -70,28 +70,6 @@ def _engine(params, client, check_mode, prefix, registry, bind):
                         start_timeout=params.get("start_timeout") or 60,
                         start_settle=params.get("start_settle") if params.get("start_settle") is not None else 2.0,
                         docker_host=connection_params(params)["base_url"]).survey()
-
-
-def observed_record(engine, tenant_id, info):
-    """The record a tenant's container shows (what the stand-in store starts from), or None."""
-    if info is None:
-        return None
-    st = classify(info)
-    labels = (info.get("Config") or {}).get("Labels") or {}
-    return dict(tenant_id=tenant_id, prefix=engine.prefix, docker_host=engine.docker_host,
-                container_name=tenant_container_name(engine.prefix, tenant_id), container_id=info.get("Id"),
-                image=(info.get("Config") or {}).get("Image"), image_id=info.get("Image"),
-                spec_digest=labels.get(DIGEST_LABEL), spec=None, status=st["status"], reason=st["reason"],
-                exit_code=st["exit_code"])
-
-
-def public_record(record):
-    if record is None:
-        return None
-    out = dict(record)
-    if isinstance(out.get("spec"), dict):
-        out["spec"] = public_spec(out["spec"])
-    return out
 
 
 def _ports_out(spec_ports, info, bind):
@@ -118,7 +96,7 @@ def _status_of(info):
 
 def converge(params, client, check_mode=False, diff=False):
     """fenrir.fleet.tenant state=present: every tenant of ``tenants`` runs as specified, those of ``remove`` are
-    destroyed first."""
+    destroyed first; every tenant's record in the registry says how it is."""
     prefix, registry, bind = _settings(params)
     problems = []
     specs = normalize_tenants(params.get("tenants") or [], prefix, problems)
@@ -132,27 +110,20 @@ def converge(params, client, check_mode=False, diff=False):
 
     engine = _engine(params, client, check_mode, prefix, registry, bind)
     works = engine.load([TenantWork(spec, prefix, registry, bind) for spec in specs])
-    observed = [observed_record(engine, w.tenant_id, w.aside_info or w.info) for w in works]
-    observed += [observed_record(engine, tid, engine.inspect(tenant_container_name(prefix, tid))
-                                 if tenant_container_name(prefix, tid) in engine.listing else None)
-                 for tid in removing]
-    store, persisted = open_store(params["registry"], check_mode, [r for r in observed if r is not None])
-    problems = engine.preflight(works, removing, store)
-    if problems:
-        raise TenantRefused(problems)
-
-    removed = _destroy(engine, store, removing, check_mode) if removing else []
-    engine.converge(works)
+    with open_store(params["registry"], params.get("key_file"), check_mode) as store:
+        problems = engine.preflight(works, removing, store)
+        if problems:
+            raise TenantRefused(problems)
+        removed = _destroy(engine, store, removing) if removing else []
+        created = _record_new(engine, store, works)
+        engine.converge(works)
+        records = _record_results(engine, store, works, check_mode)
 
     results, before, after, warnings = [], {}, {}, []
     changed = any(r["changed"] for r in removed)
     for work in works:
-        record_before = store.get_tenant(work.tenant_id)
-        record = _record_after(engine, work, record_before, check_mode)
-        record_moved = record_changed(record_before, record)
-        if not check_mode and (work.changed or record_moved):
-            record = store.put_tenant(record)
-        tenant_changed = work.changed or record_moved
+        record, record_changed = records[work.tenant_id]
+        tenant_changed = work.changed or record_changed or work.tenant_id in created
         changed = changed or tenant_changed
         warnings.extend(work.warnings)
         info = work.info if check_mode else work.final
@@ -166,14 +137,13 @@ def converge(params, client, check_mode=False, diff=False):
             ports=_ports_out(work.spec["containers"][0]["ports"], info, bind),
             cpu=lim.get("cpu"), memory=lim.get("memory"), restart_policy=lim.get("restart_policy"),
             actions=list(work.actions), changed=tenant_changed, failed=work.failed, rolled_back=work.rolled_back,
-            record=public_record(record)))
+            record=record))
         if work.changed and diff:
             before[work.tenant_id] = engine.view(work.info)
             after[work.tenant_id] = engine.desired_view(work, work.info)
     failed = [r["tenant_id"] for r in results if r["failed"]]
     out = dict(changed=changed, tenants=results, removed=removed, failed_tenants=failed,
-               registry=dict(location=registry, persisted=persisted), prefix=prefix,
-               docker_host=engine.docker_host, warnings=warnings + ([] if persisted else [NOT_PERSISTED]))
+               registry=dict(location=registry), prefix=prefix, docker_host=engine.docker_host, warnings=warnings)
     if diff:
         for r in removed:
             if r["changed"]:
@@ -189,33 +159,60 @@ def converge(params, client, check_mode=False, diff=False):
     return out
 
 
-def _record_after(engine, work, record_before, check_mode):
-    """The record this run leaves (or, in check mode, would leave) for a tenant."""
-    base = dict(tenant_id=work.tenant_id, prefix=engine.prefix, docker_host=engine.docker_host,
-                container_name=work.name, image=work.spec["containers"][0]["image"], spec_digest=work.digest,
-                spec=work.spec)
+def _record_new(engine, store, works):
+    """Tenants without a live record whose container is about to be made are recorded ``provisioning`` first (one
+    transaction): a container of this registry never exists without its record, even when the run is killed.
+    Returns the tenant ids recorded."""
+    new = [w for w in works if w.info is None and w.aside_info is None and not is_live(store.get_tenant(w.tenant_id))]
+    if new:
+        with store.transaction():
+            for work in new:
+                store.put_tenant(work.tenant_id, spec=work.spec, prefix=engine.prefix,
+                                 docker_host=engine.docker_host, container_name=work.name, container_id=None,
+                                 image=work.spec["containers"][0]["image"], image_id=work.image_id,
+                                 status="provisioning", reason=None, exit_code=None)
+    return {w.tenant_id for w in new}
+
+
+def _record_results(engine, store, works, check_mode):
+    """Every tenant's record as this run leaves it (in check mode: would leave it, on the registry's private
+    copy), in one transaction. Returns {tenant_id: (record, changed)}."""
+    records = {}
+    if not works:
+        return records
+    with store.transaction():
+        for work in works:
+            spec, fields = _record_after(engine, work, check_mode)
+            records[work.tenant_id] = store.put_tenant(work.tenant_id, spec=spec, **fields)
+    return records
+
+
+def _record_after(engine, work, check_mode):
+    """(spec, fields) of the record this run leaves (or, in check mode, would leave) for a tenant; spec None keeps
+    the registry's (a rollback: the previous spec is still in force)."""
+    base = dict(prefix=engine.prefix, docker_host=engine.docker_host, container_name=work.name,
+                image=work.spec["containers"][0]["image"])
     if check_mode:
         info = work.info
         if work.changed or info is None:
-            return dict(base, container_id=None if info is None or any(
-                a.startswith(("create", "recreate")) for a in work.actions) else info["Id"],
-                image_id=work.image_id, status="running", reason=None, exit_code=None)
+            new_container = info is None or any(a.startswith(("create", "recreate")) for a in work.actions)
+            return work.spec, dict(base, container_id=None if new_container else info["Id"], image_id=work.image_id,
+                                   status="running", reason=None, exit_code=None)
         st = classify(info)
-        return dict(base, container_id=info["Id"], image_id=info.get("Image"), status=st["status"],
-                    reason=st["reason"], exit_code=st["exit_code"])
+        return work.spec, dict(base, container_id=info["Id"], image_id=info.get("Image"), status=st["status"],
+                               reason=st["reason"], exit_code=st["exit_code"])
     info = work.final
     if info is None:
-        return dict(base, container_id=None, image_id=work.image_id, status="failed", reason=work.reason, exit_code=None)
+        return work.spec, dict(base, container_id=None, image_id=work.image_id, status="failed", reason=work.reason,
+                               exit_code=None)
     st = classify(info)
     if work.rolled_back:
-        labels = (info.get("Config") or {}).get("Labels") or {}
-        return dict(base, container_id=info["Id"], image=(info.get("Config") or {}).get("Image"),
-                    image_id=info.get("Image"), spec_digest=labels.get(DIGEST_LABEL),
-                    spec=(record_before or {}).get("spec"), status=st["status"], reason=work.reason,
-                    exit_code=st["exit_code"])
-    return dict(base, container_id=info["Id"], image_id=info.get("Image"),
-                status="failed" if work.failed else st["status"],
-                reason=work.reason if work.failed else st["reason"], exit_code=st["exit_code"])
+        return None, dict(base, container_id=info["Id"], image=(info.get("Config") or {}).get("Image"),
+                          image_id=info.get("Image"), status=st["status"], reason=work.reason,
+                          exit_code=st["exit_code"])
+    return work.spec, dict(base, container_id=info["Id"], image_id=info.get("Image"),
+                           status="failed" if work.failed else st["status"],
+                           reason=work.reason if work.failed else st["reason"], exit_code=st["exit_code"])
 
 
 def _tenant_ids(raws, prefix, problems, field):
@@ -236,27 +233,23 @@ def _tenant_ids(raws, prefix, problems, field):
 
 # --------------------------------------------------------------------------- state=absent
 
-def _destroy(engine, store, tenant_ids, check_mode):
-    """Remove the tenants' containers (in parallel), then mark their records destroyed."""
+def _destroy(engine, store, tenant_ids):
+    """Remove the tenants' containers (in parallel), then mark their records destroyed (one transaction)."""
     views = {tid: engine.view(engine.inspect(tenant_container_name(engine.prefix, tid)))
              if tenant_container_name(engine.prefix, tid) in engine.listing else None for tid in tenant_ids}
     removed, errors = engine.remove(tenant_ids)
     out = []
-    for tid in tenant_ids:
-        record = store.get_tenant(tid)
-        live = record is not None and record.get("status") != "destroyed"
-        destroyed = False
-        if live and tid not in errors:
-            destroyed = True
-            if not check_mode:
-                record = store.destroy_tenant(tid, "destroyed by fenrir.fleet.tenant state=absent")
-        out.append(dict(tenant_id=tid, container_name=tenant_container_name(engine.prefix, tid),
-                        removed=sorted(removed[tid]), destroyed=destroyed,
-                        status="destroyed" if (destroyed or removed[tid]) else "absent",
-                        changed=bool(removed[tid]) or destroyed, failed=tid in errors, reason=errors.get(tid),
-                        record=dict(public_record(record), status="destroyed", container_id=None)
-                        if check_mode and destroyed else public_record(record),
-                        _view=views[tid]))
+    with store.transaction():
+        for tid in tenant_ids:
+            record = store.get_tenant(tid)
+            destroyed = False
+            if is_live(record) and tid not in errors:
+                record, destroyed = store.destroy_tenant(tid, DESTROY_REASON)
+            out.append(dict(tenant_id=tid, container_name=tenant_container_name(engine.prefix, tid),
+                            removed=sorted(removed[tid]), destroyed=destroyed,
+                            status="destroyed" if (destroyed or removed[tid]) else "absent",
+                            changed=bool(removed[tid]) or destroyed, failed=tid in errors, reason=errors.get(tid),
+                            record=record, _view=views[tid]))
     return out
 
 
@@ -268,19 +261,14 @@ def destroy(params, client, check_mode=False, diff=False):
     if problems:
         raise TenantRefused(problems)
     engine = _engine(params, client, check_mode, prefix, registry, bind)
-    observed = []
-    for tid in tenant_ids:
-        name = tenant_container_name(prefix, tid)
-        observed.append(observed_record(engine, tid, engine.inspect(name) if name in engine.listing else None))
-    store, persisted = open_store(params["registry"], check_mode, [r for r in observed if r is not None])
-    problems = engine.preflight([], tenant_ids, store)
-    if problems:
-        raise TenantRefused(problems)
-    results = _destroy(engine, store, tenant_ids, check_mode)
+    with open_store(params["registry"], params.get("key_file"), check_mode) as store:
+        problems = engine.preflight([], tenant_ids, store)
+        if problems:
+            raise TenantRefused(problems)
+        results = _destroy(engine, store, tenant_ids)
     out = dict(changed=any(r["changed"] for r in results), tenants=results,
                failed_tenants=[r["tenant_id"] for r in results if r["failed"]],
-               registry=dict(location=registry, persisted=persisted), prefix=prefix, docker_host=engine.docker_host,
-               warnings=[] if persisted else [NOT_PERSISTED])
+               registry=dict(location=registry), prefix=prefix, docker_host=engine.docker_host)
     if diff:
         out["diff"] = dict(before={r["tenant_id"]: r["_view"] for r in results if r["changed"]},
                            after={r["tenant_id"]: None for r in results if r["changed"]})
@@ -293,9 +281,21 @@ def destroy(params, client, check_mode=False, diff=False):
 
 # --------------------------------------------------------------------------- tenant_info
 
+def _drift(record, info):
+    """How the registry's record and the engine's container disagree (see DRIFTS)."""
+    if info is not None and not is_live(record):
+        return ["not in registry"]
+    if info is None and is_live(record):
+        return ["container missing"]
+    if info is not None and record.get("container_id") and record["container_id"] != info.get("Id"):
+        return ["container id differs"]
+    return []
+
+
 def status(params, client):
-    """fenrir.fleet.tenant_info: every tenant of this prefix and registry on the engine (or those asked for),
-    classified from ``docker inspect``; records without a container are reported as failed."""
+    """fenrir.fleet.tenant_info: every tenant of this prefix and registry on the engine -- its container, or its live
+    record on this engine (or those asked for) -- classified from ``docker inspect``, beside its record, with the
+    drift between them. Reads only: the registry is opened as a private copy."""
     prefix, registry, bind = _settings(params)
     problems = []
     wanted = _tenant_ids(params.get("tenant_ids") or [], prefix, problems, "tenant_ids") if params.get(
@@ -304,21 +304,21 @@ def status(params, client):
         raise TenantRefused(problems)
     engine = _engine(params, client, True, prefix, registry, bind)
     ours = engine.our_containers()
-    ids = sorted(set(ours) if wanted is None else set(wanted))
-    infos = {tid: engine.inspect(ours[tid][0]) if tid in ours else None for tid in ids}
-    store, persisted = open_store(params["registry"], True,
-                                  [r for r in (observed_record(engine, t, i) for t, i in infos.items()) if r])
-    if wanted is None:
-        for record in store.tenants():
-            if record["status"] != "destroyed" and record.get("prefix") in (None, prefix) and \
-                    record.get("docker_host") in (None, engine.docker_host) and record["tenant_id"] not in infos:
-                infos[record["tenant_id"]] = None
+    with open_store(params["registry"], params.get("key_file"), check_mode=True) as store:
+        if wanted is None:
+            records = {r["tenant_id"]: r for r in store.tenants()
+                       if r["prefix"] in (None, prefix) and r["docker_host"] in (None, engine.docker_host)}
+            ids = sorted(set(ours) | {tid for tid, r in records.items() if is_live(r)})
+        else:
+            records = {tid: store.get_tenant(tid) for tid in wanted}
+            ids = sorted(wanted)
     results = []
-    for tid in sorted(infos):
-        info = infos[tid]
-        record = store.get_tenant(tid)
+    for tid in ids:
+        info = engine.inspect(ours[tid][0]) if tid in ours else None
+        record = records.get(tid)
         st = _status_of(info)
-        if info is None and record is not None and record.get("status") not in (None, "destroyed"):
+        drift = _drift(record, info)
+        if "container missing" in drift:
             st = dict(st, status="failed", reason="container %s is missing (removed outside fenrir.fleet?)"
                       % tenant_container_name(prefix, tid))
         labels = ((info or {}).get("Config") or {}).get("Labels") or {}
@@ -332,7 +332,7 @@ def status(params, client):
             ports=_ports_out(view.get("ports") or [], info, bind) if info else [],
             cpu=lim.get("cpu"), memory=lim.get("memory"), restart_policy=lim.get("restart_policy"),
             spec_digest=labels.get(DIGEST_LABEL), previous_left_aside=tenant_container_name(prefix, tid) + ".previous"
-            in engine.listing, record=public_record(record)))
+            in engine.listing, registry_status=(record or {}).get("status"), drift=drift, record=record))
     foreign = []
     for name, c in sorted(engine.listing.items()):
         theirs_prefix, tid = tenant_id_label(c["labels"])
@@ -343,29 +343,31 @@ def status(params, client):
     summary = {}
     for r in results:
         summary[r["status"]] = summary.get(r["status"], 0) + 1
-    return dict(changed=False, tenants=results, foreign=foreign, summary=summary,
-                registry=dict(location=registry, persisted=persisted), prefix=prefix, docker_host=engine.docker_host,
-                warnings=[] if persisted else [NOT_PERSISTED])
+    drifted = [r["tenant_id"] for r in results if r["drift"]]
+    return dict(changed=False, tenants=results, foreign=foreign, summary=summary, drifted=drifted,
+                in_sync=not drifted, registry=dict(location=registry), prefix=prefix, docker_host=engine.docker_host)
 
 
-# --------------------------------------------------------------------------- the modules' main()
+# --------------------------------------------------------------------------- the modules' run()
 
-def run_module(module, operation, *args):
-    """Run ``operation(params, client, *args)`` for an AnsibleModule and exit with its result: warnings
-    shown, a refusal with every problem, a Docker error as a message (never a traceback), failed tenants
-    failing the task with every tenant's result."""
-    require_docker(module)
+def run_operation(params, operation, *args):
+    """What the tenant modules' ``run()`` does around ``operation(params, client, *args)``: the engine's client
+    made from the connection options (their warnings added to the result), a refusal with every problem, a
+    registry or Docker error as a message (never a traceback), failed tenants failing the task with every
+    tenant's result."""
     try:
-        client = make_client(module.params, max_pool_size=max(8, module.params.get("parallelism") or 0))
-        result = operation(module.params, client, *args)
+        conn = connection_params(params)
+        client = make_client(params, max_pool_size=max(8, params.get("parallelism") or 0), conn=conn)
+        result = operation(params, client, *args)
     except TenantRefused as exc:
-        module.fail_json(msg=str(exc), problems=exc.as_list(), changed=False)
+        raise ModuleFailure(str(exc), dict(problems=exc.as_list(), changed=False))
     except (FleetError, ValueError) as exc:
-        module.fail_json(msg=str(exc), changed=False)
+        raise ModuleFailure(str(exc), dict(changed=False))
     except DockerException as exc:
-        module.fail_json(msg="Docker engine error: %s" % exc, changed=False)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
+        raise ModuleFailure("Docker engine error: %s" % exc, dict(changed=False))
+    result["warnings"] = list(conn["warnings"]) + list(result.get("warnings") or [])
+    if not result["warnings"]:
+        del result["warnings"]
     if result.get("failed_tenants"):
-        module.fail_json(**result)
-    module.exit_json(**result)
+        raise ModuleFailure(result.pop("msg"), result)
+    return result

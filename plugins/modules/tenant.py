@@ -25,14 +25,22 @@ description:
   - A container whose name is taken by something that is not this registry's tenant under this prefix (another
     prefix, another fleet registry, a container made by hand or by Landlord) is refused, never touched.
   - With O(state=absent), the containers of the tenants named in O(tenants) are removed and their records destroyed.
-  - Each tenant is a record in the fleet registry (O(registry)). B(Until the registry's tenants table is on this
-    branch, records are not persisted) - RV(registry.persisted) is false and the module warns; see the README.
+  - Each tenant is a record in the fleet registry (O(registry), a path or a C(postgresql://) DSN) - prefix, engine,
+    container, image, status, reason, exit code; the spec kept encrypted - and every change of it an entry in the
+    registry's audit chain. A new tenant is recorded C(provisioning) before its container is made; a destroyed one
+    keeps its record, C(destroyed). Any controller with the registry (and its key) knows every tenant.
+  - Every tenant container is labelled C(fenrir.fleet.registry) with the registry (a DSN without its password);
+    containers of another registry are never touched.
 author:
   - Fenrir Fleet Maintainers (@fenrir-fleet)
 requirements:
-  - docker (the Docker SDK for Python) >= 7.0 on the host that runs the module
+  - docker (the Docker SDK for Python)
+  - cryptography
 extends_documentation_fragment:
   - fenrir.fleet.docker
+  - fenrir.fleet.registry
+  - fenrir.fleet.attributes
+  - fenrir.fleet.attributes.actiongroup_docker
 options:
   tenants:
     description:
@@ -78,13 +86,6 @@ options:
       - Containers of another prefix are never touched.
     type: str
     default: fenrir
-  registry:
-    description:
-      - The fleet registry holding the tenant records - a path (SQLite) or a C(postgresql://) DSN.
-      - Every tenant container is labelled C(fenrir.fleet.registry) with it (a DSN without its password);
-        containers of another registry are never touched.
-    type: str
-    required: true
   bind_address:
     description: Host address published ports are bound to (the seed publishes on every interface).
     type: str
@@ -105,15 +106,20 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Checks and plans every tenant (create, update in place, recreate, start, remove) without changing
-      Docker or the registry.
+    details:
+      - Checks and plans every tenant (create, update in place, recreate, start, remove) without changing Docker; the
+        records are planned on a private copy of the registry, never written.
   diff_mode:
     support: full
-    description: Shows each changed tenant before and after in the spec's terms (image, command, env with secrets
-      masked, ports, limits, log, health check); a secret value that changes shows as C(******** (changed)).
+    details:
+      - Shows each changed tenant before and after in the spec's terms (image, command, env with secrets masked, ports,
+        limits, log, health check); a secret value that changes shows as C(******** (changed)).
   idempotent:
     support: full
-    description: A second run with the same specs changes nothing and reports C(changed=false).
+    details:
+      - A second run with the same specs changes nothing, in Docker or in the registry, and reports C(changed=false).
+  action_group:
+    support: full
 notes:
   - The module fails when any tenant fails, after handling all of them; RV(failed_tenants) names them and each
     tenant's C(reason) says why (with exit code, OOM kill or failing health check).
@@ -193,7 +199,7 @@ tenants:
       changed: true
       failed: false
       rolled_back: false
-      record: {tenant_id: acme-corp, status: running, spec_digest: 1f2e..., spec: {}}
+      record: {tenant_id: acme-corp, status: running, container_id: 4c5e0f..., exit_code: null, has_spec: true}
   contains:
     status:
       description:
@@ -212,7 +218,11 @@ tenants:
       description: A recreate failed and the previous container runs again under the tenant's name.
       type: bool
     record:
-      description: The tenant's registry record after the run (C(spec) with secrets masked).
+      description:
+        - The tenant's registry record after the run (in check mode, as it would be) - C(tenant_id), C(prefix),
+          C(docker_host), C(container_name), C(container_id), C(image), C(image_id), C(status), C(reason),
+          C(exit_code), C(spec_digest), C(has_spec), C(created_at), C(updated_at). The spec itself stays encrypted
+          in the registry.
       type: dict
 failed_tenants:
   description: Ids of the tenants that failed.
@@ -225,17 +235,14 @@ removed:
   type: list
   elements: dict
 registry:
-  description: The registry as containers are labelled with it, and whether records were persisted.
+  description: The registry as containers are labelled with it.
   returned: always
   type: dict
-  sample: {location: /var/lib/fenrir/fleet.db, persisted: false}
+  sample: {location: /var/lib/fenrir/fleet.db}
   contains:
     location:
       description: The registry's absolute path, or its DSN without the password.
       type: str
-    persisted:
-      description: Whether the records were written to the registry (false until its tenants table is on this branch).
-      type: bool
 problems:
   description: When the call is refused, every problem found (C(tenant_id), C(field), C(message)); nothing changed.
   returned: failure
@@ -243,46 +250,14 @@ problems:
   elements: dict
 """
 
-from urllib.parse import urlsplit
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import docker_argument_spec
-from ansible_collections.fenrir.fleet.plugins.module_utils.tenant_spec import secret_values
-from ansible_collections.fenrir.fleet.plugins.module_utils.tenants import converge, destroy, run_module
-
-
-def argument_spec():
-    return docker_argument_spec(
-        tenants=dict(type="list", elements="raw", default=[]),
-        remove=dict(type="list", elements="str", default=[]),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-        prefix=dict(type="str", default="fenrir"),
-        registry=dict(type="str", required=True),
-        bind_address=dict(type="str", default="0.0.0.0"),
-        parallelism=dict(type="int", default=4),
-        start_timeout=dict(type="int", default=60),
-        start_settle=dict(type="float", default=2.0),
-    )
-
-
-def hide_secrets(module):
-    """Env secrets and a registry DSN's password never appear in what the module returns or logs."""
-    for value in secret_values([t for t in module.params["tenants"] if isinstance(t, dict)]):
-        module.no_log_values.add(value)
-    registry = module.params.get("registry") or ""
-    if "://" in registry:
-        password = urlsplit(registry).password
-        if password:
-            module.no_log_values.add(password)
+from ansible_collections.fenrir.fleet.plugins.module_utils import tenant
+from ansible_collections.fenrir.fleet.plugins.module_utils.module_runner import run_module
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    hide_secrets(module)
-    if module.params["state"] == "absent" and module.params["remove"]:
-        module.fail_json(msg="remove is for state=present; with state=absent, list the tenants in tenants")
-    run_module(module, converge if module.params["state"] == "present" else destroy, module.check_mode, module._diff)
+    run_module(AnsibleModule(supports_check_mode=True, **tenant.ARGUMENT_SPEC), tenant)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,25 @@ description:
     while the registry holds it live) - with C(exit_code) and C(reason)."
   - C(health) is Docker's own (C(healthy), C(unhealthy), C(starting)), or C(none) when the container has no health
     check; it is never assumed from the container running.
+  - Each tenant is shown beside its record in the fleet registry (O(registry), a path or a C(postgresql://) DSN),
+    with the drift between them - a container without a live record (C(not in registry)), a live record without its
+    container (C(container missing), status C(failed)), a container that is not the one recorded (C(container id
+    differs)). Without O(tenant_ids), the tenants are the containers of this prefix and registry on the engine and
+    the live records of this prefix on this engine.
+  - The registry is read from a private copy (it is never written, and its key is not needed).
   - Containers that carry this prefix's tenant label but belong to another fleet registry (or were not made by
     fenrir.fleet) are listed in RV(foreign), never touched.
 author:
   - Fenrir Fleet Maintainers (@fenrir-fleet)
 requirements:
-  - docker (the Docker SDK for Python) >= 7.0 on the host that runs the module
+  - docker (the Docker SDK for Python)
+  - cryptography
 extends_documentation_fragment:
   - fenrir.fleet.docker
+  - fenrir.fleet.registry
+  - fenrir.fleet.attributes
+  - fenrir.fleet.attributes.read_only
+  - fenrir.fleet.attributes.actiongroup_docker
 options:
   tenant_ids:
     description: The tenants to report. Default every tenant of O(prefix) and O(registry) on the engine.
@@ -33,20 +44,9 @@ options:
     description: The tenants' naming prefix (see M(fenrir.fleet.tenant)).
     type: str
     default: fenrir
-  registry:
-    description: The fleet registry (a path or a C(postgresql://) DSN) the tenants belong to.
-    type: str
-    required: true
 attributes:
-  check_mode:
+  action_group:
     support: full
-    description: Reads only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to show.
-  idempotent:
-    support: full
-    description: Never changes anything.
 seealso:
   - module: fenrir.fleet.tenant
 """
@@ -92,7 +92,21 @@ tenants:
       restart_policy: "no"
       spec_digest: 1f2e3d4c5b6a7980
       previous_left_aside: false
-      record: {tenant_id: acme-corp, status: failed}
+      registry_status: running
+      drift: []
+      record: {tenant_id: acme-corp, status: running, exit_code: null, has_spec: true}
+  contains:
+    registry_status:
+      description: The status the registry records (C(None) without a record).
+      type: str
+    drift:
+      description: How the registry and the engine disagree - C(not in registry), C(container missing), C(container id
+        differs); empty when they agree.
+      type: list
+      elements: str
+    record:
+      description: The tenant's registry record (see M(fenrir.fleet.tenant)), or C(None).
+      type: dict
 foreign:
   description: Containers with this prefix's tenant label that are not this registry's tenants (C(container_name),
     C(tenant_id), C(reason)).
@@ -104,29 +118,29 @@ summary:
   returned: always
   type: dict
   sample: {running: 3, failed: 1}
+drifted:
+  description: The tenants with drift.
+  returned: always
+  type: list
+  elements: str
+in_sync:
+  description: Whether the registry and the engine agree on every tenant reported.
+  returned: always
+  type: bool
 registry:
-  description: The registry as containers are labelled with it (C(location)), and whether records are persisted.
+  description: The registry as containers are labelled with it (C(location)).
   returned: always
   type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import docker_argument_spec
-from ansible_collections.fenrir.fleet.plugins.module_utils.tenants import run_module, status
-
-
-def argument_spec():
-    return docker_argument_spec(
-        tenant_ids=dict(type="list", elements="str"),
-        prefix=dict(type="str", default="fenrir"),
-        registry=dict(type="str", required=True),
-    )
+from ansible_collections.fenrir.fleet.plugins.module_utils import tenant_info
+from ansible_collections.fenrir.fleet.plugins.module_utils.module_runner import run_module
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    run_module(module, status)
+    run_module(AnsibleModule(supports_check_mode=True, **tenant_info.ARGUMENT_SPEC), tenant_info)
 
 
 if __name__ == "__main__":

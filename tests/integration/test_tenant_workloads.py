@@ -1,19 +1,26 @@
 """Tenant workloads against the real engine, through ansible-playbook: limits seen by Docker and by the
 container's own cgroup, ports, health, failures classified, bad input refused with Docker unchanged,
-idempotence, check mode, in-place updates, a recreate, a rollback, recovery after an interrupted run, destroy.
+idempotence, check mode, in-place updates, a recreate, a rollback, recovery after an interrupted run, destroy;
+every tenant's record in the fleet registry as a second controller (a new process with only the registry) reads
+it, drift between registry and engine, and one run on PostgreSQL.
 
 Every container here carries the label ``ttest.tenant_id`` (prefix ``ttest``) or ``ttest.scratch``, and
 only those are removed -- before the tests (a killed run's leftovers) and after them. Ports bind to 127.0.0.1
 and are picked free at the start. The image is the repository's fenrir-tenant-http (built locally by
 scripts/ensure-tenant-image; nothing is pulled).
 """
+import hashlib
 import io
 import json
 import os
 import socket
+import sqlite3
 import subprocess
+import sys
+import textwrap
 import time
 import urllib.request
+import uuid
 
 import pytest
 import yaml
@@ -70,18 +77,68 @@ def tenant(cpu=250, memory=32, ports=(), env=None, image=IMAGE, **provider_confi
     return spec
 
 
+SECOND_CONTROLLER = textwrap.dedent("""
+    import json, os, sys
+    sys.path.insert(0, sys.argv[2])
+    from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Registry
+    with Registry(sys.argv[1], actor="second controller", check_mode=True) as reg:
+        out = {}
+        for t in reg.tenants():
+            spec = reg.get_tenant_spec(t["tenant_id"]) or {}
+            env = (spec.get("containers") or [{}])[0].get("env") or {}
+            out[t["tenant_id"]] = dict(t, spec_image=(spec.get("containers") or [{}])[0].get("image"),
+                                       secret_kept=env.get("API_TOKEN") == os.environ.get("TTEST_SECRET"))
+        print(json.dumps(dict(tenants=out, audit_ok=reg.verify()["ok"])))
+""")
+
+
+def second_controller(registry, environ=None):
+    """What another controller knows of the tenants: a new process with only the registry (and its key) reads every
+    record (never writing), decrypts each spec and verifies the audit chain."""
+    proc = subprocess.run([sys.executable, "-c", SECOND_CONTROLLER, registry, os.path.join(ROOT, "collections")],
+                          env=dict(os.environ, TTEST_SECRET=SECRET, **(environ or {})), capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["audit_ok"], "the registry's audit chain does not verify"
+    return out["tenants"]
+
+
+def registry_digest(registry):
+    """The registry's content (None when there is none): equal digests mean nothing was written."""
+    if not os.path.exists(registry):
+        return None
+    conn = sqlite3.connect(registry)
+    try:
+        return hashlib.sha256("\n".join(conn.iterdump()).encode()).hexdigest()
+    finally:
+        conn.close()
+
+
 class Tenants:
     """A temporary inventory (a host per tenant) and registry, and ways to run playbooks on it."""
 
-    def __init__(self, path):
+    def __init__(self, path, registry=None, key_file=None):
         self.dir = str(path)
-        self.registry = os.path.join(self.dir, "state", "fleet.db")
-        self.inventory = os.path.join(self.dir, "inventory")
-        os.makedirs(os.path.join(self.inventory, "group_vars"))
-        with open(os.path.join(self.inventory, "group_vars", "all.yml"), "w") as fh:
-            yaml.safe_dump(dict(tenants_prefix=PREFIX, tenants_registry=self.registry, tenants_bind_address="127.0.0.1",
-                                tenants_start_settle=1.0, tenants_start_timeout=20, tenants_parallelism=4), fh)
+        self.registry = registry or os.path.join(self.dir, "state", "fleet.db")
+        self.inventory = self.controller(self.dir, self.registry, key_file)
         self.set_hosts({})
+
+    @staticmethod
+    def controller(directory, registry, key_file=None):
+        """An inventory of its own (a controller's): the registry and the play settings, no tenant yet."""
+        inventory = os.path.join(directory, "inventory")
+        os.makedirs(os.path.join(inventory, "group_vars"))
+        settings = dict(tenants_prefix=PREFIX, tenants_registry=registry, tenants_bind_address="127.0.0.1",
+                        tenants_start_settle=1.0, tenants_start_timeout=20, tenants_parallelism=4)
+        if key_file:
+            settings["tenants_registry_key_file"] = key_file
+        with open(os.path.join(inventory, "group_vars", "all.yml"), "w") as fh:
+            yaml.safe_dump(settings, fh)
+        with open(os.path.join(inventory, "hosts.yml"), "w") as fh:
+            yaml.safe_dump({"all": {"hosts": {"localhost": {
+                "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}}, fh)
+        return inventory
 
     def set_hosts(self, hosts):
         """hosts: {tenant host: {variable: value}}, the tenants group."""
@@ -130,6 +187,13 @@ def docker_state():
         out[name] = (c.id, c.status, c.attrs["State"]["StartedAt"], c.attrs["HostConfig"]["Memory"],
                      c.attrs["HostConfig"]["NanoCpus"])
     return out
+
+
+def fleet_status(env):
+    """playbooks/status.yml on the tenants' registry: (result, its output lines split in words)."""
+    result = run_playbook(env.inventory, "status.yml", "-e", "knarr_node_registry=%s" % env.registry)
+    shown = task_named(result, "Show the fleet")["msg"]
+    return result, [line.split() for line in shown]
 
 
 def cgroup(name, path):
@@ -188,17 +252,22 @@ def test_limits_ports_health_idempotence_check_mode_and_update_in_place(env):
         "alpha", "fenrir.fleet", "docker")
     assert labels["fenrir.fleet.registry"] == env.registry
     assert SECRET not in json.dumps(labels)
+    known = second_controller(env.registry)
+    assert {t: (r["status"], r["image"], r["container_name"]) for t, r in known.items()} == {
+        "alpha": ("running", IMAGE, "ttest-tenant-alpha"), "beta": ("running", IMAGE, "ttest-tenant-beta")}
+    assert known["alpha"]["container_id"] == alpha.id and known["alpha"]["image_id"] == alpha.image.id
+    assert known["alpha"]["secret_kept"] and known["alpha"]["spec_image"] == IMAGE  # the spec, encrypted there
 
     second = env.play()
     assert second.changed() == 0 and rows(second)["alpha"]["actions"] == []
 
     # Check mode with diff: planned and shown, nothing changed.
-    before = docker_state()
+    before, recorded = docker_state(), registry_digest(env.registry)
     hosts = yaml.safe_load(open(os.path.join(env.inventory, "hosts.yml")))["all"]["children"]["tenants"]["hosts"]
     hosts["alpha"]["tenants_spec"]["resources"]["memory"] = 96
     env.set_hosts(hosts)
     planned = env.play("tenants.yml", "--check", "--diff")
-    assert docker_state() == before
+    assert docker_state() == before and registry_digest(env.registry) == recorded
     module = module_results(planned)[0]
     assert module["changed"] and module["diff"]["before"]["alpha"]["memory"] == 64
     assert module["diff"]["after"]["alpha"]["memory"] == 96
@@ -222,8 +291,11 @@ def test_oom_exit_and_unhealthy_are_reported(env):
         "oom": {"tenants_spec": tenant(memory=24, env={"TENANT_OOM": "1"}, restart_policy="no")},
         "crash": {"tenants_spec": tenant(env={"TENANT_EXIT_CODE": "3"}, restart_policy="no")},
     })
-    result = env.play(check=False)
-    assert result.rc != 0
+    # Without a health check a tenant counts as started when it still runs after tenants_start_settle seconds: on a
+    # busy machine (2 shared cores) the image's Python may need more than the other tests' 1 s to exit or fill its
+    # memory limit, so this play gives them 5.
+    result = env.play("tenants.yml", "-e", "tenants_start_settle=5", check=False)
+    assert result.rc != 0, result.stdout[-4000:]
     got = rows(result)
     assert (got["sick"]["status"], got["sick"]["health"]) == ("running", "healthy")
     assert (got["oom"]["status"], got["oom"]["exit_code"]) == ("failed", 137)
@@ -233,6 +305,10 @@ def test_oom_exit_and_unhealthy_are_reported(env):
     failure = result.task_result("No tenant failed")["msg"]
     assert "tenant 'oom'" in failure and "tenant 'crash'" in failure and "tenant 'sick'" not in failure
     assert sorted(ours()) == ["ttest-tenant-crash", "ttest-tenant-oom", "ttest-tenant-sick"]  # kept, for their logs
+    known = second_controller(env.registry)
+    assert {t: (r["status"], r["exit_code"]) for t, r in known.items()} == {
+        "crash": ("failed", 3), "oom": ("failed", 137), "sick": ("running", None)}
+    assert "exited with code 3" in known["crash"]["reason"] and "memory limit" in known["oom"]["reason"]
 
     deadline = time.monotonic() + 30
     while CLIENT.api.inspect_container("ttest-tenant-sick")["State"]["Health"]["Status"] != "unhealthy":
@@ -243,9 +319,22 @@ def test_oom_exit_and_unhealthy_are_reported(env):
     assert "health check failing" in status["sick"]["reason"]
     assert (status["oom"]["status"], status["oom"]["exit_code"]) == ("failed", 137)
     assert (status["crash"]["status"], status["crash"]["exit_code"]) == ("failed", 3)
-    as_json = env.play("tenants.yml", "-e", "tenants_mode=status", "-e", "tenants_output=json")
-    printed = json.loads(task_named(as_json, "Tenants")["msg"])
-    assert sorted(r["tenant_id"] for r in printed) == ["crash", "oom", "sick"]
+
+    # Drift, seen by a second controller that has only the registry (no tenant in its inventory): a container
+    # removed behind the registry's back, one made for this registry without a record.
+    CLIENT.containers.get("ttest-tenant-crash").remove(force=True)
+    CLIENT.containers.create(IMAGE, name="ttest-tenant-stray", labels={
+        PREFIX + ".tenant_id": "stray", "fenrir.fleet.role": "tenant", "fenrir.fleet.registry": env.registry})
+    other = Tenants.controller(os.path.join(env.dir, "second"), env.registry)
+    as_json = run_playbook(other, "tenants.yml", "-e", "tenants_mode=status", "-e", "tenants_output=json")
+    printed = {r["tenant_id"]: r for r in json.loads(task_named(as_json, "Tenants")["msg"])}
+    assert {t: (r["status"], r["registry_status"], r["drift"]) for t, r in printed.items()} == {
+        "crash": ("failed", "failed", ["container missing"]), "oom": ("failed", "failed", []),
+        "sick": ("running", "running", []), "stray": ("stopped", None, ["not in registry"])}
+    # The fleet status playbook shows them beside the nodes.
+    dummy, lines = fleet_status(env)
+    assert ["crash", "failed", "failed", "container", "missing"] in lines
+    assert ["stray", "-", "stopped", "not", "in", "registry"] in lines and ["sick", "running", "running", "in", "sync"] in lines
 
 
 # --------------------------------------------------------------------------- refusals
@@ -309,6 +398,8 @@ def test_bad_input_is_refused_and_docker_unchanged(env):
     assert "tenant 'bad-n'" in both and "also published by tenant 'bad-m'" in both
     assert docker_state() == before
 
+    assert second_controller(env.registry) == {}  # refused: no record either
+
     # Through the role: stopped in its preflight, naming the host.
     env.set_hosts({"fine": {"tenants_spec": good}, "broken": {"tenants_spec": tenant(memory=4)}})
     result = env.play(check=False)
@@ -348,7 +439,12 @@ def test_recreate_rollback_interrupted_run_and_destroy(env):
     assert rows(failed)["gamma"]["rolled_back"] is True
     assert CLIENT.containers.get("ttest-tenant-gamma").id == second and http_get(port)["tenant"] == "gamma-2"
     assert sorted(ours()) == ["ttest-tenant-gamma"]
-    assert play_list("gamma-2").changed() == 0
+    gamma = second_controller(env.registry)["gamma"]  # the previous spec is in force, and the registry says why
+    assert (gamma["status"], gamma["image"], gamma["container_id"]) == ("running", IMAGE, second)
+    assert "update rolled back" in gamma["reason"] and "exited with code 3" in gamma["reason"]
+    # The spec in force again: nothing to do in Docker; the registry learns the failure is over.
+    after = rows(play_list("gamma-2"))["gamma"]
+    assert after["actions"] == [] and after["record"]["reason"] is None
 
     # A run killed mid-recreate left the previous container aside and none under the name: it is restored.
     CLIENT.api.rename(second, "ttest-tenant-gamma.previous")
@@ -360,6 +456,8 @@ def test_recreate_rollback_interrupted_run_and_destroy(env):
     assert (gone["status"], gone["removed"], gone["destroyed"]) == ("destroyed", ["ttest-tenant-gamma"], True)
     assert gone["record"]["status"] == "destroyed"
     assert ours() == {}
+    gamma = second_controller(env.registry)["gamma"]
+    assert (gamma["status"], gamma["container_id"]) == ("destroyed", None) and "state=absent" in gamma["reason"]
     again = play_list("gamma-2", state="absent")
     assert again.changed() == 0 and rows(again)["gamma"]["status"] == "absent"
 
@@ -370,4 +468,49 @@ def test_check_mode_creates_nothing(env):
     module = module_results(planned)[0]
     assert module["changed"] and module["tenants"][0]["actions"] == ["create", "start"]
     assert module["diff"]["before"] == {"delta": None} and module["diff"]["after"]["delta"]["cpu"] == 250
-    assert ours() == {}
+    assert module["tenants"][0]["record"]["status"] == "running"  # planned on the registry's private copy
+    assert ours() == {} and not os.path.exists(env.registry)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+@pytest.fixture
+def pg_registry(tmp_path):
+    """A PostgreSQL registry of this test: a schema of its own on the private cluster of scripts/ensure-postgres
+    (dropped afterwards); its key in a file of the test's."""
+    psycopg = pytest.importorskip("psycopg")
+    if not os.environ.get("FENRIR_TEST_PG_DSN"):
+        out = subprocess.run([os.path.join(ROOT, "scripts", "ensure-postgres")], check=True, capture_output=True,
+                             text=True, timeout=900).stdout
+        for line in out.splitlines():
+            if line.startswith("export ") and "=" in line:
+                name, value = line[len("export "):].split("=", 1)
+                os.environ[name] = value
+    server = os.environ["FENRIR_TEST_PG_DSN"]
+    schema = "ttest_%s" % uuid.uuid4().hex[:8]
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA %s" % schema)
+    yield "%s?options=-csearch_path%%3D%s" % (server, schema), str(tmp_path / "fleet.key")
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA %s CASCADE" % schema)
+
+
+def test_tenants_on_a_postgresql_registry(tmp_path, images, pg_registry):
+    remove_ours()
+    dsn, key_file = pg_registry
+    env = Tenants(tmp_path, registry=dsn, key_file=key_file)
+    env.set_hosts({"pg-one": {"tenants_spec": tenant(env={"API_TOKEN": SECRET})}})
+    try:
+        made = env.play()
+        assert rows(made)["pg-one"]["status"] == "running" and rows(made)["pg-one"]["record"]["status"] == "running"
+        container = CLIENT.containers.get("ttest-tenant-pg-one")
+        assert container.labels["fenrir.fleet.registry"].startswith("postgresql://")
+        known = second_controller(dsn, {"FENRIR_REGISTRY_KEY_FILE": key_file})
+        assert (known["pg-one"]["status"], known["pg-one"]["container_id"]) == ("running", container.id)
+        assert known["pg-one"]["secret_kept"]
+        env.play("tenants.yml", "-e", "tenants_state=absent")
+        assert ours() == {}
+        known = second_controller(dsn, {"FENRIR_REGISTRY_KEY_FILE": key_file})
+        assert known["pg-one"]["status"] == "destroyed"
+    finally:
+        remove_ours()

@@ -1,14 +1,16 @@
-"""Each setting is defined once: role variables in meta/argument_specs.yml agree with defaults/main.yml, and the
-knarr_node role's node settings are the knarr_container module's node options (name, type, choices), whose
-defaults are the only ones written down."""
+"""Each setting is defined once: role variables in meta/argument_specs.yml agree with defaults/main.yml, the
+knarr_node role's node settings are the knarr_container module's node options (name, type, choices), and the
+tenants role's variables that are fenrir.fleet.tenant options have that option's type -- the modules' defaults are
+the only ones written down."""
 
 import os
 
 import pytest
 import yaml
 
+from ansible_collections.fenrir.fleet.plugins.filter import tenants as tenant_filters
 from ansible_collections.fenrir.fleet.plugins.filter.knarr import FLEET_SETTINGS, ROLE_ONLY
-from ansible_collections.fenrir.fleet.plugins.module_utils import fleet_registry, knarr_container
+from ansible_collections.fenrir.fleet.plugins.module_utils import fleet_registry, knarr_container, tenant
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NODE_OPTIONS
 
 ROLES_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles")
@@ -78,3 +80,25 @@ def test_fleet_settings_are_module_options_of_the_same_type():
 def test_every_role_variable_is_known_to_the_plan():
     known = set(NODE_OPTIONS) | set(ROLE_ONLY) | set(FLEET_SETTINGS)
     assert {name[len("knarr_node_"):] for name in options("knarr_node")} | {"results"} == known
+
+
+def test_tenant_settings_that_are_module_options_have_its_type_and_no_default_of_their_own():
+    opts, defaults = options("tenants"), load("tenants", "defaults/main.yml")
+    module = tenant.ARGUMENT_SPEC["argument_spec"]
+    for name, option in tenant_filters.MODULE_OPTIONS.items():
+        role = opts["tenants_" + name]
+        assert role["type"] == module[option]["type"], name
+        assert role.get("choices") == module[option].get("choices"), name
+        if name == "registry":  # required by the module: the role names the fleet's
+            assert module[option].get("required") and role["default"] == defaults["tenants_registry"]
+            continue
+        assert "default" not in role and "tenants_" + name not in defaults, "%s: its default is the module's" % name
+        assert "Unset: the default of O(fenrir.fleet.tenant#module:%s)" % option in role["description"], name
+        assert tenant_filters.module_default(name) == module[option].get("default"), name
+
+
+def test_every_tenants_role_variable_is_known_to_the_plan():
+    known = set(tenant_filters.HOST_SETTINGS) | set(tenant_filters.PLAY_SETTINGS)
+    assert {name[len("tenants_"):] for name in options("tenants")} == known
+    assert not set(tenant_filters.HOST_SETTINGS) & set(tenant_filters.PLAY_SETTINGS)
+    assert set(tenant_filters.MODULE_OPTIONS) <= set(tenant_filters.PLAY_SETTINGS)

@@ -1,12 +1,15 @@
-"""The tenants role's filters: tenants of the play grouped by engine (each host's own settings, else the play's),
-refusals naming tenant, field and where it was set, and the report (rows, table, failures)."""
+"""The tenants role's filters: every host's settings (as Ansible resolved them for it) into one plan -- tenants
+grouped by engine, play settings the same everywhere, refusals naming tenant, field, host and variable -- and the
+report (rows, table, failures)."""
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.fenrir.fleet.plugins.filter import tenants as f
 
-ROLE_DEFAULTS = {"tenants_spec": {}, "tenants_state": "present", "tenants_docker": {}}
+# What every host has from the role's defaults (defaults/main.yml) and the inventory's group_vars/all.
+ROLE_DEFAULTS = {"group": "tenants", "list": [], "state": "present", "docker": {}, "mode": "converge",
+                 "output": "table", "registry": "/srv/fenrir/fleet.db"}
 REMOTE = {"docker_host": "tcp://10.0.0.7:2376", "validate_certs": True, "ca_path": "/etc/fenrir/ca.pem"}
 
 
@@ -18,82 +21,94 @@ def tenant(port=None, **extra):
     return spec
 
 
-def batches(hostvars, context=None, context_host=None, tenants_list=None, prefix="fenrir"):
-    context = dict({"spec": {}, "state": "present", "docker": {}}, **(context or {}))
-    return f.tenant_batches(list(hostvars), hostvars, context, context_host, ROLE_DEFAULTS, tenants_list, prefix)
+def plan(tenant_hosts, others=None, **play):
+    """tenant_hosts / others: {host: its own settings}; play: settings every host has (play vars, -e)."""
+    by_host = dict(others if others is not None else {"localhost": {}}, **tenant_hosts)
+    settings = [dict(ROLE_DEFAULTS, **dict(play, **values)) for values in by_host.values()]
+    return f.tenant_plan(settings, list(by_host), {"tenants": list(tenant_hosts), "all": list(by_host)})
+
+
+def engines(got):
+    return {b["engine"]: ([s["tenant_id"] for s in b["present"]], b["absent"]) for b in got["batches"]}
 
 
 def test_hosts_are_tenants_grouped_by_engine():
-    hostvars = {"acme": {"tenants_spec": tenant(8080)},
-                "beta": {"tenants_spec": tenant(8080), "tenants_docker": REMOTE},
-                "gone": {"tenants_state": "absent"}}
-    got = batches(hostvars, tenants_list=[tenant(8081, tenant_id="listed")])
-    assert [b["engine"] for b in got] == ["default engine", "tcp://10.0.0.7:2376"]
-    assert [s["tenant_id"] for s in got[0]["present"]] == ["acme", "listed"] and got[0]["absent"] == ["gone"]
-    assert [s["tenant_id"] for s in got[1]["present"]] == ["beta"] and got[1]["docker"] == REMOTE
+    got = plan({"acme": {"spec": tenant(8080)}, "beta": {"spec": tenant(8080), "docker": REMOTE},
+                "gone": {"state": "absent"}}, list=[tenant(8081, tenant_id="listed")])
+    assert engines(got) == {"default engine": (["acme", "listed"], ["gone"]), "tcp://10.0.0.7:2376": (["beta"], [])}
+    assert got["batches"][1]["docker"] == REMOTE and got["tenants"] == 4
 
 
-def test_the_context_hosts_own_settings_do_not_leak():
-    hostvars = {"acme": {"tenants_spec": tenant(), "tenants_docker": REMOTE}, "beta": {"tenants_spec": tenant()}}
-    # The run_once task runs on acme: what it sees as tenants_docker is acme's own, not the play's.
-    got = batches(hostvars, context={"docker": REMOTE}, context_host="acme")
-    assert {b["engine"]: [s["tenant_id"] for s in b["present"]] for b in got} == {
-        "tcp://10.0.0.7:2376": ["acme"], "default engine": ["beta"]}
+def test_each_tenant_host_has_its_own_and_the_first_hosts_do_not_leak():
+    # acme comes first (the host run_once tasks run on): its own engine is its own, not beta's.
+    got = plan({"acme": {"spec": tenant(), "docker": REMOTE}, "beta": {"spec": tenant()}}, others={})
+    assert engines(got) == {"tcp://10.0.0.7:2376": (["acme"], []), "default engine": (["beta"], [])}
 
 
-def test_the_plays_settings_reach_hosts_without_their_own():
-    hostvars = {"localhost": {}, "acme": {"tenants_spec": tenant()}}
-    got = f.tenant_batches(["acme"], hostvars, {"spec": {}, "state": "present", "docker": REMOTE}, "localhost",
-                           ROLE_DEFAULTS, [tenant(tenant_id="listed")])
-    assert [(b["engine"], [s["tenant_id"] for s in b["present"]]) for b in got] == [
-        ("tcp://10.0.0.7:2376", ["acme", "listed"])]
+def test_listed_tenants_take_the_plays_state_and_engine():
+    # The play's value is what the hosts that are not tenants have (localhost: play vars, -e, group_vars/all).
+    got = plan({"acme": {"spec": tenant(), "state": "absent"}}, others={"localhost": {"docker": REMOTE}},
+               list=[tenant(tenant_id="listed")])
+    assert engines(got) == {"default engine": ([], ["acme"]), "tcp://10.0.0.7:2376": (["listed"], [])}
+    assert got["docker"] == REMOTE
+    # -e tenants_state=absent: every host has it.
+    got = plan({"acme": {"spec": tenant()}}, list=[tenant(tenant_id="listed")], state="absent")
+    assert engines(got) == {"default engine": ([], ["acme", "listed"])}
+    # Only tenant hosts in the play (--limit): the value they all have.
+    got = plan({"acme": {"spec": tenant()}}, others={}, list=[tenant(tenant_id="listed")])
+    assert engines(got) == {"default engine": (["acme", "listed"], [])}
 
 
-def test_a_play_setting_given_to_some_tenant_hosts_only_is_refused():
-    hostvars = {"localhost": {}, "a": {"tenants_spec": tenant(), "tenants_prefix": "ttest"},
-                "b": {"tenants_spec": tenant(), "tenants_prefix": "ttest"}}
+def test_the_plays_state_for_listed_tenants_must_be_one():
     with pytest.raises(AnsibleFilterError) as err:
-        f.tenant_batches(["a", "b"], hostvars, {"spec": {}, "state": "present", "docker": {}}, "localhost",
-                         ROLE_DEFAULTS, [], "fenrir", {"prefix": "fenrir"})
-    assert "field 'tenants_prefix': a play setting" in str(err.value) and "differs on a, b" in str(err.value)
-    # The same value everywhere (group_vars/all, -e): fine.
-    assert f.tenant_batches(["a", "b"], hostvars, {"spec": {}, "state": "present", "docker": {}}, "a", ROLE_DEFAULTS,
-                            [], "ttest", {"prefix": "ttest"})
+        plan({"acme": {"spec": tenant()}}, others={"localhost": {"state": "absent"}, "ctl": {}},
+             list=[tenant(tenant_id="listed")])
+    assert "variable tenants_state: the state of the tenants of tenants_list" in str(err.value)
+    assert "host ctl has 'present', host localhost has 'absent'" in str(err.value)
 
 
-def test_extra_vars_are_the_plays_for_listed_tenants():
-    # -e tenants_state=absent: in every host's variables, the context host's included.
-    hostvars = {"localhost": {"tenants_state": "absent"}, "acme": {"tenants_state": "absent"}}
-    got = f.tenant_batches(["acme"], hostvars, {"spec": {}, "state": "absent", "docker": {}}, "localhost",
-                           ROLE_DEFAULTS, [tenant(tenant_id="listed")])
-    assert got[0]["absent"] == ["acme", "listed"]
-    # Only the context host has it: its own, not the play's.
-    hostvars = {"acme": {"tenants_state": "absent", "tenants_spec": tenant()}, "beta": {"tenants_spec": tenant()}}
-    got = f.tenant_batches(["acme", "beta"], hostvars, {"spec": {}, "state": "absent", "docker": {}}, "acme",
-                           ROLE_DEFAULTS, [tenant(tenant_id="listed")])
-    assert got[0]["absent"] == ["acme"] and [s["tenant_id"] for s in got[0]["present"]] == ["beta", "listed"]
+def test_a_play_setting_given_to_some_hosts_only_is_refused_naming_them():
+    with pytest.raises(AnsibleFilterError) as err:
+        plan({"a": {"spec": tenant(), "prefix": "ttest"}, "b": {"spec": tenant(), "prefix": "ttest"}})
+    message = str(err.value)
+    assert message.startswith("variable tenants_prefix: a play setting, read once for the whole play, differs")
+    assert "host a has 'ttest'" in message and "host localhost has None" in message
+    # The same value everywhere (group_vars/all, -e): fine, and the prefix names the containers.
+    got = plan({"a": {"spec": tenant()}}, prefix="ttest")
+    assert engines(got) == {"default engine": (["a"], [])}
 
 
-@pytest.mark.parametrize("hostvars, tenants_list, words", [
-    ({"acme": {"tenants_spec": tenant(resources={"cpu": 500, "memory": 2})}}, None,
-     "tenant 'acme', field 'resources.memory'"),
-    ({"acme": {"tenants_spec": tenant()}}, [tenant(tenant_id="acme")], "given twice (host acme"),
-    ({"a": {"tenants_spec": tenant(8080)}, "b": {"tenants_spec": tenant(8080)}}, None, "also published by tenant 'a'"),
-    ({"Bad_Host": {"tenants_spec": tenant()}}, None, "tenant 'Bad_Host', field 'tenant_id'"),
-    ({"acme": {"tenants_state": "gone"}}, None, "host acme (variable tenants_spec), field 'tenants_state'"),
-    ({"acme": {"tenants_spec": tenant(), "tenants_docker": {"host": "x"}}}, None, "unknown option(s) host"),
-    ({"acme": {"tenants_spec": ["not", "a", "spec"]}}, None, "field 'tenants_spec'"),
-    ({}, [tenant(provider_type="ecs", tenant_id="x")], "tenants_list[0]"),
+@pytest.mark.parametrize("tenant_hosts, play, words", [
+    ({"acme": {"spec": tenant(resources={"cpu": 500, "memory": 2})}}, {},
+     "tenant 'acme', field 'resources.memory': "),
+    ({"acme": {"spec": tenant(resources={"cpu": 500, "memory": 2})}}, {}, "(host acme, variable tenants_spec)"),
+    ({"acme": {"spec": tenant()}}, {"list": [tenant(tenant_id="acme")]},
+     "given twice (host acme, variable tenants_spec and variable tenants_list[0])"),
+    ({"a": {"spec": tenant(8080)}, "b": {"spec": tenant(8080)}}, {}, "also published by tenant 'a'"),
+    ({"Bad_Host": {"spec": tenant()}}, {}, "tenant 'Bad_Host', field 'tenant_id'"),
+    ({"acme": {"state": "gone"}}, {}, "host acme, variable tenants_state: 'gone' is not one of present, absent"),
+    ({"acme": {"spec": tenant(), "docker": {"host": "x"}}}, {}, "host acme, variable tenants_docker: unknown option"),
+    ({"acme": {"spec": ["not", "a", "spec"]}}, {}, "host acme, variable tenants_spec: must be a tenant spec"),
+    ({"acme": {}}, {}, "host acme, variable tenants_spec: a tenant host needs its spec"),
+    ({"acme": {"spec": tenant(), "memroy": 64}}, {}, "host acme, variable tenants_memroy: not a variable of the "
+                                                     "tenants role"),
+    ({}, {"list": [tenant(provider_type="ecs", tenant_id="x")]}, "(variable tenants_list[0])"),
 ])
-def test_bad_input_is_named(hostvars, tenants_list, words):
+def test_bad_input_is_named(tenant_hosts, play, words):
     with pytest.raises(AnsibleFilterError) as err:
-        batches(hostvars, tenants_list=tenants_list)
+        plan(tenant_hosts, **play)
     assert words in str(err.value)
 
 
-def test_the_same_host_port_on_two_engines_is_fine():
-    got = batches({"a": {"tenants_spec": tenant(8080)}, "b": {"tenants_spec": tenant(8080), "tenants_docker": REMOTE}})
-    assert len(got) == 2
+def test_an_absent_tenant_needs_no_spec_and_the_same_port_on_two_engines_is_fine():
+    got = plan({"a": {"spec": tenant(8080)}, "b": {"spec": tenant(8080), "docker": REMOTE}, "c": {"state": "absent"}})
+    assert engines(got) == {"default engine": (["a"], ["c"]), "tcp://10.0.0.7:2376": (["b"], [])}
+
+
+def test_no_tenants_the_plays_engine_for_the_status():
+    got = plan({}, others={"localhost": {"docker": REMOTE}})
+    assert got == {"batches": [], "docker": REMOTE, "tenants": 0, "play": {
+        k: v for k, v in ROLE_DEFAULTS.items() if k not in ("list", "state", "docker")}}
 
 
 def test_rows_table_and_failures():

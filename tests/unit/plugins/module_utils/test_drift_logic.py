@@ -198,6 +198,16 @@ def test_containers_of_the_registry_this_one_was_copied_from_are_its_own(tmp_pat
     assert [(e["label"], e["drift"]) for e in result] == [("a", ["container missing"])]
 
 
+def test_the_registrys_tenant_containers_are_not_nodes(tmp_path):
+    db = tmp_path / "fleet.db"
+    nodes = make_registry(db, ["a"], a=dict(status="online"))
+    tenant = {"fenrir.fleet.role": "tenant", "fenrir.tenant_id": "acme", "fenrir.fleet.registry": str(db)}
+    entries = [listed("fenrir-a", ip=nodes["a"]["ip"], labels=ours(db, "a")),
+               listed("fenrir-tenant-acme", labels=tenant)]
+    result = drift.compare(drift.read_nodes(str(db)), views(entries), str(db))
+    assert [(e["container_name"], e["drift"]) for e in result] == [("fenrir-a", [])]
+
+
 # --------------------------------------------------------------------------- compare: unlabelled containers
 
 def test_unlabelled_containers_are_matched_by_name(tmp_path):

@@ -3,16 +3,20 @@ updated in place, recreated (new container first, rollback when it fails), resto
 removed; changed reported exactly; secrets never in results or labels."""
 
 import copy
+import hashlib
 import json
+import os
+import sqlite3
 
 import pytest
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import tenants
-from ansible_collections.fenrir.fleet.plugins.module_utils.tenant_engine import DIGEST_LABEL, REGISTRY_LABEL, SPEC_LABEL
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Registry
+from ansible_collections.fenrir.fleet.plugins.module_utils.tenant_engine import REGISTRY_LABEL, SPEC_LABEL
 
 from tenant_fakes import FakeClient
 
-REGISTRY = "/srv/fenrir/fleet.db"
+REGISTRY = None  # each test's own (the registry fixture)
 SPEC = {
     "tenant_id": "acme",
     "containers": [{"name": "app", "image": "fenrir-tenant-http:latest",
@@ -42,6 +46,14 @@ def spec(tenant_id="acme", **changes):
         else:
             (s["containers"][0] if section == "container" else s[section])[field] = value
     return s
+
+
+@pytest.fixture(autouse=True)
+def registry(tmp_path, monkeypatch):
+    """Each test's own fleet registry (a SQLite file, its key beside it)."""
+    path = str(tmp_path / "state" / "fleet.db")
+    monkeypatch.setitem(globals(), "REGISTRY", path)
+    return path
 
 
 @pytest.fixture
@@ -84,10 +96,12 @@ def test_create_with_limits_ports_labels_then_nothing_to_change(client):
     assert again["diff"] == {"before": {}, "after": {}}
 
 
-def test_check_mode_plans_and_changes_nothing(client):
+def test_check_mode_plans_and_changes_nothing(client, registry):
     out = converge(client, check=True)
     assert out["changed"] and out["tenants"][0]["actions"] == ["create", "start"]
     assert client.api.mutations() == [] and client.api.names() == []
+    assert out["tenants"][0]["record"]["status"] == "running"  # planned on a private copy of the registry
+    assert not os.path.exists(os.path.dirname(registry))  # which was not even created
     assert out["diff"]["before"] == {"acme": None}
     after = out["diff"]["after"]["acme"]
     assert after["cpu"] == 500 and after["memory"] == 64 and after["env"]["API_TOKEN"] == "********"
@@ -206,7 +220,7 @@ def test_without_shared_host_ports_the_old_keeps_running_until_the_new_proves_it
 
 
 def test_a_new_container_that_fails_is_rolled_back_and_the_tenant_fails(client):
-    converge(client)
+    kept = converge(client)["tenants"][0]["record"]
     old = client.api.by_name("ttest-tenant-acme")["Id"]
     out = converge(client, spec(container__image="fenrir-tenant-http:exits"))
     t = out["tenants"][0]
@@ -216,7 +230,9 @@ def test_a_new_container_that_fails_is_rolled_back_and_the_tenant_fails(client):
     c = client.api.by_name("ttest-tenant-acme")
     assert c["Id"] == old and c["State"]["Running"] and client.api.names() == ["ttest-tenant-acme"]
     assert t["record"]["status"] == "running" and t["record"]["container_id"] == old
-    assert t["record"]["spec_digest"] == c["Config"]["Labels"][DIGEST_LABEL]  # the previous spec, still in force
+    # The previous spec is still in force, and the registry says so (with why the update failed).
+    assert (t["record"]["spec_digest"], t["record"]["image"]) == (kept["spec_digest"], "fenrir-tenant-http:latest")
+    assert "update rolled back" in t["record"]["reason"]
 
 
 def test_an_unhealthy_new_container_is_rolled_back(client):
@@ -298,8 +314,8 @@ def test_info_reports_every_tenant_and_the_foreign(client):
     client.api.add("ttest-tenant-x", labels={"ttest.tenant_id": "x", "fenrir.fleet.role": "tenant",
                                              REGISTRY_LABEL: "/other/fleet.db"})
     out = tenants.status(params(), client)
-    assert [(t["tenant_id"], t["status"], t["exit_code"]) for t in out["tenants"]] == [("a", "running", None),
-                                                                                       ("b", "failed", 3)]
+    assert [(t["tenant_id"], t["status"], t["exit_code"]) for t in out["tenants"]] == [
+        ("a", "running", None), ("b", "failed", 3)]
     assert out["summary"] == {"running": 1, "failed": 1}
     assert out["foreign"][0]["container_name"] == "ttest-tenant-x"
     assert out["changed"] is False
@@ -312,3 +328,74 @@ def test_the_spec_label_holds_no_secret(client):
     labels = client.api.by_name("ttest-tenant-acme")["Config"]["Labels"]
     view = json.loads(labels[SPEC_LABEL])
     assert view["env"] == {"API_TOKEN": "********", "LOG_LEVEL": "debug"}
+
+
+# --------------------------------------------------------------------------- records in the registry
+
+def dump(registry):
+    """The registry's content: equal dumps mean nothing was written."""
+    conn = sqlite3.connect(registry)
+    try:
+        return hashlib.sha256("\n".join(conn.iterdump()).encode()).hexdigest()
+    finally:
+        conn.close()
+
+
+def test_records_statuses_exit_codes_and_history_are_in_the_registry(client, registry):
+    created = converge(client)["tenants"][0]
+    crashed = converge(client, spec("crash", container__env={"TENANT_EXIT_CODE": "3"}, container__ports=[]))
+    with Registry(registry, actor="another controller") as reg:  # what any controller with the registry knows
+        acme = reg.get_tenant("acme")
+        assert (acme["status"], acme["prefix"], acme["image"], acme["container_name"]) == (
+            "running", "ttest", "fenrir-tenant-http:latest", "ttest-tenant-acme")
+        assert acme["container_id"] == created["container_id"] and acme["image_id"] == created["image_id"]
+        assert reg.get_tenant_spec("acme")["containers"][0]["env"]["API_TOKEN"] == "t0k3n-s3cret"  # encrypted there
+        crash = reg.get_tenant("crash")
+        assert (crash["status"], crash["exit_code"]) == ("failed", 3) and "exited with code 3" in crash["reason"]
+        history = [(e["action"], e["label"], json.loads(e["after"])["status"]) for e in reg.audit_entries()
+                   if e["kind"] == "tenant"]
+        assert history == [("create", "acme", "provisioning"), ("update", "acme", "running"),
+                           ("create", "crash", "provisioning"), ("update", "crash", "failed")]
+        assert "t0k3n-s3cret" not in json.dumps([dict(e) for e in reg.audit_entries()])
+        assert reg.verify()["ok"]
+    assert crashed["tenants"][0]["record"]["exit_code"] == 3
+
+    # Nothing to change: nothing written. Check mode and status: nothing written either.
+    kept = dump(registry)
+    assert not converge(client)["changed"] and dump(registry) == kept
+    planned = converge(client, spec(resources={"cpu": 250, "memory": 64}), check=True)
+    assert planned["changed"] and dump(registry) == kept
+    tenants.destroy(params(tenants=["acme"]), client, check_mode=True)
+    tenants.status(params(), client)
+    assert dump(registry) == kept
+
+    tenants.destroy(params(tenants=["acme"]), client)
+    with Registry(registry) as reg:
+        gone = reg.get_tenant("acme")
+        assert (gone["status"], gone["container_id"]) == ("destroyed", None)
+        assert "state=absent" in gone["reason"]
+
+
+def test_a_tenant_of_this_registry_on_another_engine_is_refused(client):
+    converge(client)
+    with pytest.raises(tenants.TenantRefused, match="tenant 'acme', field 'docker_host': the registry has this tenant "
+                                                    "live with docker_host unix://"):
+        converge(client, docker_host="tcp://127.0.0.1:2375")
+
+
+def test_info_reports_the_drift_between_registry_and_engine(client, registry):
+    converge(client, spec("a", container__ports=[]), spec("b", container__ports=[]))
+    client.api.remove_container("ttest-tenant-b", force=True)  # removed behind the registry's back
+    client.api.add("ttest-tenant-c", labels={"ttest.tenant_id": "c", "fenrir.fleet.role": "tenant",
+                                             REGISTRY_LABEL: registry})  # this registry's, but never recorded
+    out = tenants.status(params(), client)
+    got = {t["tenant_id"]: (t["status"], t["registry_status"], t["drift"]) for t in out["tenants"]}
+    assert got == {"a": ("running", "running", []), "b": ("failed", "running", ["container missing"]),
+                   "c": ("running", None, ["not in registry"])}
+    assert out["drifted"] == ["b", "c"] and out["in_sync"] is False
+    # The next run makes b again (its record says it is wanted); c is recorded when it is converged.
+    converge(client, spec("a", container__ports=[]), spec("b", container__ports=[]),
+             spec("c", container__ports=[]))
+    again = tenants.status(params(), client)
+    assert again["in_sync"] and {t["tenant_id"]: t["registry_status"] for t in again["tenants"]} == {
+        "a": "running", "b": "running", "c": "running"}
