@@ -188,3 +188,22 @@ def test_the_tasks_environment_reaches_the_module_in_the_worker(tmp_path):
     finally:
         conn.close()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_the_old_module_name_still_works_with_a_deprecation(tmp_path):
+    """fenrir.fleet.fleet_node (and its option db) keep working through meta/runtime.yml's plugin_routing."""
+    registry = tmp_path / "fleet.db"
+    proc = subprocess.run([os.path.join(VENV_BIN, "ansible"), "localhost", "-m", "fenrir.fleet.fleet_node",
+                           "-a", "db=%s label=it-old" % registry, "-e",
+                           "ansible_python_interpreter=%s" % sys.executable],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+                          env=dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    output = " ".join((proc.stdout + proc.stderr).split())
+    assert "fenrir.fleet.fleet_node is now fenrir.fleet.fleet_registry" in output
+    assert "Alias 'db' is deprecated" in output
+    conn = sqlite3.connect(str(registry))
+    try:
+        assert conn.execute("SELECT label, status FROM nodes").fetchall() == [("it-old", "provisioning")]
+    finally:
+        conn.close()
