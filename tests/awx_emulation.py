@@ -97,6 +97,7 @@ def survey_spec_errors(spec):
             continue
         if "default" in item and item["default"] != "" and not isinstance(item["default"], SURVEY_TYPE_MAPPING[qtype]):
             errors.append("question %d: default %r is not a %s" % (idx, item["default"], qtype))
+            continue
         for key in ("min", "max"):
             if item.get(key) is not None and not isinstance(item[key], int):
                 errors.append("question %d: %s is not an integer" % (idx, key))
@@ -229,7 +230,7 @@ def credential_type_errors(ctype):
     names = [k for k in files if k.startswith("template")]
     if "template" in names:
         if len(names) > 1:
-            errors.append("file injectors: the single-file and multi-file syntax are mixed")
+            return errors + ["file injectors: the single-file and multi-file syntax are mixed"]
         Tower.filename = "EXAMPLE_FILENAME"
     for name in names:
         if "." in name:
