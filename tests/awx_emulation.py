@@ -141,7 +141,8 @@ def survey_answer_errors(item, data):
             errors.append("%r too long" % var)
         return errors
     if qtype in ("integer", "float"):
-        if type(value) not in ((int,) if qtype == "integer" else (float, int)):  # noqa: E721 - AWX's exact check
+        # AWX compares type() exactly: a boolean is no integer.
+        if isinstance(value, bool) or not isinstance(value, int if qtype == "integer" else (float, int)):
             return ["%r expected to be %s" % (var, qtype)]
         errors = []
         cast = int if qtype == "integer" else float
@@ -201,7 +202,9 @@ def credential_type_errors(ctype):
         ftype = field.get("type", "string")
         if ftype not in ("string", "boolean"):
             errors.append("field %r: type %r" % (field["id"], ftype))
-        if "default" in field and type(field["default"]) is not {"string": str, "boolean": bool}.get(ftype):
+        wanted = {"string": str, "boolean": bool}.get(ftype)
+        if wanted and "default" in field and not (isinstance(field["default"], wanted) and (wanted is bool) == isinstance(
+                field["default"], bool)):
             errors.append("field %r: default is not a %s" % (field["id"], ftype))
         for key in ("choices", "multiline", "format", "secret"):
             if key in field and ftype != "string":
@@ -321,8 +324,8 @@ def safe_env(env):
     urlpass = re.compile(r"^.*?://[^:]+:(.*?)@.*?$")
     out = dict(env)
     for k, v in out.items():
-        if k == "AWS_ACCESS_KEY_ID" or (k.startswith("ANSIBLE_") and not k.startswith(("ANSIBLE_NET",
-                                                                                         "ANSIBLE_GALAXY_SERVER"))):
+        ansible_setting = k.startswith("ANSIBLE_") and not k.startswith(("ANSIBLE_NET", "ANSIBLE_GALAXY_SERVER"))
+        if k == "AWS_ACCESS_KEY_ID" or ansible_setting:
             continue
         if hidden.search(k):
             out[k] = "**********"

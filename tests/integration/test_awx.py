@@ -132,6 +132,11 @@ def _registry(site):
     return Registry(site["dsn"], key_file=key_file)
 
 
+def _plain(value):
+    """A value of ansible-inventory --list: ansible-core 2.19 shows an untrusted string as {"__ansible_unsafe": ...}."""
+    return value.get("__ansible_unsafe") if isinstance(value, dict) else value
+
+
 def _stats(job):
     return next(e["event_data"] for e in job.events() if e["event"] == "playbook_on_stats")
 
@@ -219,9 +224,8 @@ def test_provision_job_template_runs_as_awx_runs_it(awx_site):
     assert listed.returncode == 0, listed.stderr
     hostvars = json.loads(listed.stdout)["_meta"]["hostvars"]
     assert "awx-b" in hostvars, listed.stderr + listed.stdout
-    plain = lambda v: v.get("__ansible_unsafe") if isinstance(v, dict) else v  # noqa: E731 - 2.19 marks them untrusted
-    assert plain(hostvars["awx-b"]["ansible_host"]) == "172.26.0.100"
-    assert plain(hostvars["awx-a"]["fleet_status"]) == "online"
+    assert _plain(hostvars["awx-b"]["ansible_host"]) == "172.26.0.100"
+    assert _plain(hostvars["awx-a"]["fleet_status"]) == "online"
     kept = json.dumps(awx.safe_env(env))  # the job environment AWX stores: paths and the DSN, no secret
     assert site["password"] not in kept and site["key"] not in kept and site["dsn"] in kept
 

@@ -59,8 +59,8 @@ def test_execution_environment_from_the_installed_collection(tarball, tmp_path):
     found = subprocess.run([builder, "introspect", "--sanitize", str(installed)], capture_output=True, text=True,
                            check=True).stdout
     needs = yaml.safe_load(found[found.index("---"):])
-    assert sorted(re.split(r"[<>=\[ ]", p)[0] for p in needs["python"]) == ["cryptography", "docker", "psycopg",
-                                                                           "tomli_w"]
+    packages = sorted(re.split(r"[<>=\[ ]", p)[0] for p in needs["python"])
+    assert packages == ["cryptography", "docker", "psycopg", "tomli_w"]
     assert any(s.startswith("libpq ") for s in needs["system"])
 
     # The EE definition and its galaxy requirements beside a copy of the tarball, as an operator lays them out.
