@@ -164,9 +164,9 @@ def tenant_table(rows):
                ("ENGINE", lambda r: r.get("docker_host")),
                ("DONE", lambda r: "; ".join(r.get("actions") or (["remove"] if r.get("removed") else [])) or None),
                ("REASON", lambda r: r.get("reason")))
-    cells = [[title for title, _ in columns]]
+    cells = [[title for title, dummy in columns]]
     for row in rows or []:
-        cells.append(["-" if get(row) in (None, "") else str(get(row)) for _, get in columns])
+        cells.append(["-" if get(row) in (None, "") else str(get(row)) for dummy, get in columns])
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells]
     counts = {}

@@ -464,8 +464,8 @@ class TenantEngine:
             if health == "healthy":
                 return
             if health == "unhealthy":
-                raise TenantFailure("its health check failed (%s)%s" % (last_health_output(info) or "no output",
-                                                                       self._logs(work.name)))
+                output = last_health_output(info) or "no output"
+                raise TenantFailure("its health check failed (%s)%s" % (output, self._logs(work.name)))
             now = time.monotonic()
             if health == "none" and now - started >= self.start_settle:
                 return
@@ -610,4 +610,3 @@ def _short(image_id):
     if not image_id:
         return image_id
     return image_id.split(":", 1)[-1][:12]
-

@@ -502,4 +502,3 @@ def public_spec(spec, bind_address=None):
     if bind_address is not None:
         out["bind_address"] = bind_address
     return out
-

@@ -28,7 +28,7 @@ description:
   - Each tenant is a record in the fleet registry (O(registry)). B(Until the registry's tenants table is on this
     branch, records are not persisted) - RV(registry.persisted) is false and the module warns; see the README.
 author:
-  - fenrir.fleet maintainers
+  - Fenrir Fleet Maintainers (@fenrir-fleet)
 requirements:
   - docker (the Docker SDK for Python) >= 7.0 on the host that runs the module
 extends_documentation_fragment:

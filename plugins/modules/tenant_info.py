@@ -19,7 +19,7 @@ description:
   - Containers that carry this prefix's tenant label but belong to another fleet registry (or were not made by
     fenrir.fleet) are listed in RV(foreign), never touched.
 author:
-  - fenrir.fleet maintainers
+  - Fenrir Fleet Maintainers (@fenrir-fleet)
 requirements:
   - docker (the Docker SDK for Python) >= 7.0 on the host that runs the module
 extends_documentation_fragment:

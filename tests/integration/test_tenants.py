@@ -47,7 +47,7 @@ def remove_ours():
 
 def free_ports(n):
     socks, ports = [], []
-    for _ in range(n):
+    for dummy in range(n):
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         socks.append(s)
@@ -371,4 +371,3 @@ def test_check_mode_creates_nothing(env):
     assert module["changed"] and module["tenants"][0]["actions"] == ["create", "start"]
     assert module["diff"]["before"] == {"delta": None} and module["diff"]["after"]["delta"]["cpu"] == 250
     assert ours() == {}
-

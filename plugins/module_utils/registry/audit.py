@@ -119,10 +119,10 @@ def verify(reg):
                                "without a trail (added behind the registry's back) or its earlier entries were "
                                "removed" % (where, what, e["label"]), e["height"], e["label"])
             if previous is not None and before != previous[1]:
+                fields = ", ".join(differing(previous[1], before))
                 return problem(count, "%s: its 'before' differs from audit entry %d in %s: %s %r was changed behind "
-                               "the registry's back before this write" % (where, previous[0],
-                                                                         ", ".join(differing(previous[1], before)),
-                                                                         what, e["label"]), e["height"], e["label"])
+                               "the registry's back before this write" % (where, previous[0], fields, what, e["label"]),
+                               e["height"], e["label"])
             latest[(kind, e["label"])] = (e["height"], after)
     if anchor_problem is not None:
         return problem(count, anchor_problem, None, None)

@@ -28,7 +28,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.naming import contain
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import audit as chain
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.allocation import HeldRuns
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.common import (
-    COLUMNS, GENESIS_HASH, KINDS, LIVE_WITHOUT_ADDRESS, MUTABLE_FIELDS, NETWORK_MODES, SCHEMA_VERSION,
+    GENESIS_HASH, KINDS, LIVE_WITHOUT_ADDRESS, MUTABLE_FIELDS, NETWORK_MODES, SCHEMA_VERSION,
     SCRUB_PENDING, STATUSES, RegistryError, as_view, audit_view, canonical, clean_reason, default_actor,
     differing, public)
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.keys import KeySource, Sealer, new_key

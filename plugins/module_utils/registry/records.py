@@ -148,8 +148,8 @@ class RecordsMixin:
             if live is not None:
                 raise RegistryError("node %r still lives on it; decommission its nodes first" % live["label"],
                                     label=name, kind="host")
-            return self._put("host", name, None, dict(status="decommissioned", subnet_int=None,
-                                                       reason=clean_reason(reason)), None, "decommission")[2]
+            changes = dict(status="decommissioned", subnet_int=None, reason=clean_reason(reason))
+            return self._put("host", name, None, changes, None, "decommission")[2]
 
     def get_host(self, name):
         return host_view(self._get("host", name))

@@ -79,7 +79,7 @@ def test_label_keeps_its_address_on_every_later_ensure(reg, loc):
         else:
             alloc(reg, "other-%d" % i)
         with reg.transaction():
-            before, after, _ = reg.ensure(dict(label="keeper", location="eu-%d" % i), POOL)
+            before, after, dummy = reg.ensure(dict(label="keeper", location="eu-%d" % i), POOL)
         assert before["ip"] == after["ip"] == mine
     # a failed node keeps its address too, and so does a reopened registry
     with reg.transaction():

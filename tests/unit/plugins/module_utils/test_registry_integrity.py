@@ -70,7 +70,7 @@ def test_record_deleted_behind_the_registrys_back_is_not_recreated_silently(loc)
 def test_record_inserted_behind_the_registrys_back_is_not_written(loc):
     fleet(loc)
     edit(loc, "INSERT INTO nodes (label, server_id, ip, ip_int, created_at, updated_at)"
-             " VALUES ('sneaky', 'fenrir-sneaky', '172.21.0.200', ?, 0, 0)",
+              " VALUES ('sneaky', 'fenrir-sneaky', '172.21.0.200', ?, 0, 0)",
          int(ipaddress.IPv4Address("172.21.0.200")))
     with open_reg(loc) as reg:
         with pytest.raises(RegistryError) as err:

@@ -32,8 +32,8 @@ def test_a_schema_4_chain_is_re_anchored_and_its_secrets_sealed(v4):
         assert reg.schema_version == SCHEMA_VERSION == 5
         entries = reg.audit_entries()
         rekey = entries[legacy]
-        assert (rekey["height"], rekey["action"], rekey["kind"], rekey["label"]) == (legacy + 1, "rekey",
-                                                                                       "registry", None)
+        seen = (rekey["height"], rekey["action"], rekey["kind"], rekey["label"])
+        assert seen == (legacy + 1, "rekey", "registry", None)
         after = json.loads(rekey["after"])
         assert after["legacy_entries"] == legacy and after["legacy_head"] == entries[legacy - 1]["hash"]
         assert after["from_schema"] == 4 and after["key_fingerprint"] == reg.key_fingerprint()
@@ -80,7 +80,7 @@ def test_rewriting_the_unkeyed_part_with_public_hashes_is_caught_at_the_rekey_en
 
 
 def test_a_schema_4_registry_with_secrets_and_no_key_is_not_migrated(v4, tmp_path):
-    path, _ = v4
+    path, dummy = v4
     os.unlink(str(tmp_path / "fleet.key"))
     with pytest.raises(RegistryError) as err:
         Registry(path)
@@ -93,7 +93,7 @@ def test_a_schema_4_registry_with_secrets_and_no_key_is_not_migrated(v4, tmp_pat
 
 
 def test_a_record_edited_before_the_migration_stays_reported(v4):
-    path, _ = v4
+    path, dummy = v4
     edit(path, "UPDATE nodes SET location = 'elsewhere' WHERE label = 'c'")
     with Registry(path) as reg:
         result = reg.verify()

@@ -8,7 +8,7 @@ import pytest
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import (
     RegistryError, check_readable, copy_registry, read_nodes, registry_exists)
 
-from registry_testlib import POOL, alloc, lifecycle, open_reg, sql
+from registry_testlib import alloc, lifecycle, open_reg, sql
 
 TABLES = ("nodes", "held_runs", "hosts", "tenants", "registry_secrets", "audit")
 
