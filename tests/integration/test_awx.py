@@ -2,8 +2,8 @@
 data directory laid out as AWX lays it out (tests/awx_emulation.py), the registry on PostgreSQL given by the
 "fenrir.fleet registry" credential type (awx/credential_types), the example project (awx/project) as the project.
 
-* the provision job template: provision (-v), re-run with nothing to change (-vvv, --diff), the registry inventory
-  source, decommission (-vvv, --diff);
+* the provision job template: provision (-v, --diff: knarr.toml shown, masked), re-run with nothing to change
+  (-vvv, --diff), the registry inventory source, decommission (-vvv, --diff);
 * the workflow prepare-payload -> setup-docker -> wait-for-boot -> register-fleet, each stage's set_stats artifacts
   read from its playbook_on_stats event and merged into the next stage's extra vars as AWX merges them;
 * no node seed, registry key, database password, cockpit token or TLS key in any file ansible-runner wrote.
@@ -188,9 +188,10 @@ def test_provision_job_template_runs_as_awx_runs_it(awx_site):
                            knarr_node_config_overrides={"cockpit": {"auth_token": TOKEN}}),
              "awx-b": dict(knarr_node_location="eu-west", knarr_node_ip="172.26.0.100")}
     inventory = _inventory(nodes)
-    first = _launch(site, "fenrir.fleet provision", inventory, verbosity=1)
+    first = _launch(site, "fenrir.fleet provision", inventory, verbosity=1, diff_mode=True)
     assert first.rc == 0, first.failure()
     results = first.task_results("Result of every node")[0]["knarr_node_results"]
+    assert "knarr.toml" in first.stdout() and "auth_token" in first.stdout()  # the diff was shown, and masked
     assert results == {"awx-a": dict(status="ok", ip="172.26.0.10", server_id="fenrir-awx-a", provider="docker"),
                        "awx-b": dict(status="ok", ip="172.26.0.100", server_id="fenrir-awx-b", provider="docker")}
     # The collection ran from requirements_collections (the installed tarball), found through AWX's paths.
