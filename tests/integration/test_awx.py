@@ -28,6 +28,15 @@ NETWORK = "fenrir-awxtest"
 PREFIX = "awx-"
 AWX_DIR = os.path.join(ROOT, "awx")
 TOKEN = "awx-cockpit-" + base64.b16encode(os.urandom(12)).decode().lower()
+GIVEN_SEED = os.urandom(32)
+
+
+def _node_db_b64(seed):
+    from ansible_collections.fenrir.fleet.plugins.module_utils import identity
+    return base64.b64encode(identity.build_node_db(seed)).decode()
+
+
+GIVEN_DB = _node_db_b64(GIVEN_SEED)
 
 
 def _load(*parts):
@@ -151,14 +160,13 @@ def _tls_key(label):
 def _secrets(site, labels, extra=()):
     """Every secret a job could leak, in the forms it could take."""
     found = {"registry key": site["key"], "database password": site["password"], "cockpit token": TOKEN}
-    from ansible_collections.fenrir.fleet.plugins.module_utils import identity
     with _registry(site) as reg:
         for label in labels:
             seed = reg.get_seed(label)
             assert seed, label
             found["seed of %s (hex)" % label] = seed.hex()
             found["seed of %s (base64)" % label] = base64.b64encode(seed).decode()
-            found["node.db of %s" % label] = base64.b64encode(identity.build_node_db(seed)).decode()[:200]
+            found["node.db of %s" % label] = _node_db_b64(seed)[:200]
     for name, pem in extra:
         for i, line in enumerate(l for l in pem.splitlines() if l and not l.startswith("-----")):
             found["%s line %d" % (name, i)] = line
@@ -186,7 +194,8 @@ def test_provision_job_template_runs_as_awx_runs_it(awx_site):
     site = awx_site
     nodes = {"awx-a": dict(knarr_node_location="eu-north",
                            knarr_node_config_overrides={"cockpit": {"auth_token": TOKEN}}),
-             "awx-b": dict(knarr_node_location="eu-west", knarr_node_ip="172.26.0.100")}
+             # An identity given in the inventory (the role's knarr_node_db_b64): a secret in a host's settings.
+             "awx-b": dict(knarr_node_location="eu-west", knarr_node_ip="172.26.0.100", knarr_node_db_b64=GIVEN_DB)}
     inventory = _inventory(nodes)
     first = _launch(site, "fenrir.fleet provision", inventory, verbosity=1, diff_mode=True)
     assert first.rc == 0, first.failure()
@@ -201,6 +210,7 @@ def test_provision_job_template_runs_as_awx_runs_it(awx_site):
     with _registry(site) as reg:
         assert {n["label"]: n["status"] for n in reg.all()} == {"awx-a": "online", "awx-b": "online"}
         node_ids = {n["label"]: n["node_id"] for n in reg.all()}
+        assert reg.get_seed("awx-b") == GIVEN_SEED
     tls_keys = [("TLS key of %s" % label, _tls_key(label)) for label in nodes]
 
     # Re-run: nothing changes; at -vvv with --diff, and the custom stats shown.
@@ -231,6 +241,7 @@ def test_provision_job_template_runs_as_awx_runs_it(awx_site):
     assert site["password"] not in kept and site["key"] not in kept and site["dsn"] in kept
 
     secrets = _secrets(site, nodes, tls_keys)
+    secrets["node.db given for awx-b"] = GIVEN_DB[:200]
     gone = _launch(site, "fenrir.fleet decommission", inventory, verbosity=3, diff_mode=True)
     assert gone.rc == 0, gone.failure()
     assert not [c for c in CLIENT.containers.list(all=True, filters={"label": "fenrir.fleet.role=knarr-node"})
