@@ -32,17 +32,20 @@ options:
   ca_path:
     description:
       - CA certificate that signed the engine's certificate.
-      - If not given and E(DOCKER_CERT_PATH) is set, C(ca.pem) in that directory.
+      - If not given, E(FENRIR_DOCKER_CA_CERT) (a file, as an AWX credential injects it), else C(ca.pem) in
+        E(DOCKER_CERT_PATH) when that is set.
     type: path
     aliases: [ca_cert, tls_ca_cert, cacert_path]
   client_cert:
     description:
-      - Client certificate for mutual TLS. If not given and E(DOCKER_CERT_PATH) is set, C(cert.pem) there.
+      - Client certificate for mutual TLS. If not given, E(FENRIR_DOCKER_CLIENT_CERT), else C(cert.pem) in
+        E(DOCKER_CERT_PATH) when that is set.
     type: path
     aliases: [tls_client_cert, cert_path]
   client_key:
     description:
-      - Key of O(client_cert). If not given and E(DOCKER_CERT_PATH) is set, C(key.pem) there.
+      - Key of O(client_cert). If not given, E(FENRIR_DOCKER_CLIENT_KEY), else C(key.pem) in E(DOCKER_CERT_PATH)
+        when that is set.
     type: path
     aliases: [tls_client_key, key_path]
   tls_hostname:

@@ -20,6 +20,8 @@ ROLE_ONLY = ("label", "state", "db_b64", "results")
 FLEET_SETTINGS = ("registry", "registry_key_file", "network", "subnet", "gateway", "pool_start", "pool_end",
                   "parallelism", "wait", "boot_timeout")
 STATES = ("present", "absent")
+# An AWX survey's yes/no question: a multiplechoice of exactly these two strings.
+SURVEY_BOOLEANS = {"true": True, "false": False}
 # Role variables whose module option has another name.
 ROLE_FIELDS = dict(db_b64="node_db_b64")
 
@@ -143,8 +145,20 @@ def knarr_node_id(node_db_b64, label=None):
         raise AnsibleFilterError(str(exc))
 
 
+def survey_bool(value, name="value"):
+    """A boolean from an AWX survey answer: AWX surveys have no boolean type, so a yes/no question is a
+    multiplechoice of exactly "true" and "false". Those two strings (and real booleans) are taken; anything else
+    ("False", "no", "0", "") is refused naming the variable, never guessed."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value in SURVEY_BOOLEANS:
+        return SURVEY_BOOLEANS[value]
+    raise AnsibleFilterError("variable %s: must be the survey choice \"true\" or \"false\" (or a boolean), got %r"
+                             % (name, value))
+
+
 class FilterModule:
     def filters(self):
         return dict(knarr_node_plan=knarr_node_plan, knarr_node_outcomes=knarr_node_outcomes,
                     knarr_toml=knarr_toml, knarr_config=knarr_config, knarr_payload=knarr_payload,
-                    knarr_node_id=knarr_node_id)
+                    knarr_node_id=knarr_node_id, survey_bool=survey_bool)

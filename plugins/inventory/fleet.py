@@ -39,9 +39,13 @@ options:
     description:
       - Path of the fleet registry, C(fleet.db), or a C(postgresql://) DSN (password from C(PGPASSWORD) or a
         passfile). A relative path is relative to the inventory file's directory.
+      - Not given in the file, E(FENRIR_REGISTRY) is used (the fenrir.fleet registry credential of AWX sets it, with
+        E(PGPASSFILE), for an inventory source).
     type: str
     required: true
     aliases: [db]
+    env:
+      - name: FENRIR_REGISTRY
   include_destroyed:
     description: Also list destroyed nodes (in the group C(fleet_status_destroyed), without C(ansible_host)).
     type: bool

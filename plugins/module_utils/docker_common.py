@@ -11,7 +11,9 @@ Every module that talks to a Docker engine extends :data:`DOCKER_COMMON_ARGS` (d
 * ``tls`` without ``validate_certs`` encrypts without knowing who answers: allowed only when asked for, with a
   warning;
 * ``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH`` mean what they mean to the Docker SDK and CLI: any non-empty
-  ``DOCKER_TLS_VERIFY`` turns verification on, ``DOCKER_CERT_PATH`` holds ``ca.pem``, ``cert.pem``, ``key.pem``.
+  ``DOCKER_TLS_VERIFY`` turns verification on, ``DOCKER_CERT_PATH`` holds ``ca.pem``, ``cert.pem``, ``key.pem``;
+* ``FENRIR_DOCKER_CA_CERT``, ``FENRIR_DOCKER_CLIENT_CERT``, ``FENRIR_DOCKER_CLIENT_KEY`` name the three files one by
+  one (an AWX credential's file injectors write them under names of their own, not into one directory).
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ DOCKER_COMMON_ARGS = dict(
     insecure=dict(type="bool", default=False),
 )
 TLS_OPTIONS = ("tls", "validate_certs", "ca_path", "client_cert", "client_key", "tls_hostname")
+# The TLS files one by one, from the environment: option -> (variable, file name in DOCKER_CERT_PATH).
+TLS_FILES = dict(ca_path=("FENRIR_DOCKER_CA_CERT", "ca.pem"), client_cert=("FENRIR_DOCKER_CLIENT_CERT", "cert.pem"),
+                 client_key=("FENRIR_DOCKER_CLIENT_KEY", "key.pem"))
 
 
 class DockerOptionsError(FleetError):
@@ -143,9 +148,12 @@ def connection_params(params, environ=None):
                 "really mean it" % base_url, field="docker_host")
         return dict(base_url=base_url, tls=False, timeout=_given(params, "timeout", env), warnings=warnings)
 
-    def pick(option, filename):
+    def pick(option):
+        variable, filename = TLS_FILES[option]
         if params.get(option):
             return params[option]
+        if env.get(variable):
+            return env[variable]
         if cert_path:
             candidate = os.path.join(cert_path, filename)
             if os.path.exists(candidate):
@@ -154,13 +162,14 @@ def connection_params(params, environ=None):
 
     tls = dict(
         verify=bool(verify),
-        ca_cert=pick("ca_path", "ca.pem"),
-        client_cert=pick("client_cert", "cert.pem"),
-        client_key=pick("client_key", "key.pem"),
+        ca_cert=pick("ca_path"),
+        client_cert=pick("client_cert"),
+        client_key=pick("client_key"),
         assert_hostname=_given(params, "tls_hostname", env) or parsed.hostname,
     )
     if verify and not tls["ca_cert"]:
-        raise DockerOptionsError("validate_certs is set but no CA was given (ca_path, or ca.pem in DOCKER_CERT_PATH)",
+        raise DockerOptionsError("validate_certs is set but no CA was given (ca_path, FENRIR_DOCKER_CA_CERT, or ca.pem in "
+                                 "DOCKER_CERT_PATH)",
                                  field="ca_path")
     if bool(tls["client_cert"]) != bool(tls["client_key"]):
         raise DockerOptionsError("client_cert and client_key must be given together", field="client_cert")

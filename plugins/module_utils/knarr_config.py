@@ -25,6 +25,7 @@ async def handle(input_data: dict) -> dict:
     return {"text": input_data["text"]}
 '''
 
+NODE_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 # knarr.toml keys whose values are secrets (cockpit.auth_token, ...): never shown in diffs or results.
 SECRET_KEY_RE = re.compile(r"(token|secret|password|passphrase)", re.I)
 
@@ -134,6 +135,11 @@ def check_overrides(label, overrides):
 def parse_payload(payload_json, dry_run=None):
     """The seed's setup-docker input: payload_json (from prepare-payload) and dry_run (a boolean).
 
+    A payload names its node and the identity prepare-payload reserved for it in the registry: ``label``,
+    ``location``, ``node_id`` (public) and ``nonce``; the seed itself stays in the registry, encrypted. A payload
+    carrying the identity itself (``node_db_b64``, the original skill's form) is still accepted; when it also
+    names a ``node_id``, the two must agree.
+
     Returns a raw node spec (validated later by normalize_spec) -- raises SpecError naming the field.
     """
     if dry_run is not None and not isinstance(dry_run, bool):
@@ -151,16 +157,27 @@ def parse_payload(payload_json, dry_run=None):
     if label is None:
         raise SpecError(None, "payload_json.label", "is required")
     validate_label(label)
-    for key in ("location", "node_db_b64"):
-        if key not in payload or payload[key] in (None, ""):
-            raise SpecError(label, "payload_json.%s" % key, "is required")
-    from ansible_collections.fenrir.fleet.plugins.module_utils.identity import IdentityError, seed_from_b64
-    try:
-        seed_from_b64(payload["node_db_b64"], label, "payload_json.node_db_b64")
-    except IdentityError as exc:
-        raise SpecError(label, "payload_json.node_db_b64", str(exc).split(": ", 1)[-1])
-    raw = dict(label=label, location=payload["location"], node_db_b64=payload["node_db_b64"])
-    for key in ("provisioner_node_id", "echo_source", "nonce", "ip"):
+    if payload.get("location") in (None, ""):
+        raise SpecError(label, "payload_json.location", "is required")
+    node_id = payload.get("node_id")
+    if node_id not in (None, "") and not (isinstance(node_id, str) and NODE_ID_RE.match(node_id)):
+        raise SpecError(label, "payload_json.node_id", "must be a node id (64 lowercase hex characters)")
+    seed_b64 = payload.get("node_db_b64")
+    if seed_b64 in (None, "") and node_id in (None, ""):
+        raise SpecError(label, "payload_json.node_id", "is required (the identity prepare-payload reserved in the "
+                                                       "registry; or node_db_b64, the identity itself)")
+    raw = dict(label=label, location=payload["location"])
+    if seed_b64 not in (None, ""):
+        from ansible_collections.fenrir.fleet.plugins.module_utils.identity import (
+            IdentityError, node_id_from_seed, seed_from_b64)
+        try:
+            seed = seed_from_b64(seed_b64, label, "payload_json.node_db_b64")
+        except IdentityError as exc:
+            raise SpecError(label, "payload_json.node_db_b64", str(exc).split(": ", 1)[-1])
+        if node_id not in (None, "") and node_id_from_seed(seed) != node_id:
+            raise SpecError(label, "payload_json.node_id", "is not the node id of payload_json.node_db_b64")
+        raw["node_db_b64"] = seed_b64
+    for key in ("node_id", "provisioner_node_id", "echo_source", "nonce", "ip"):
         if payload.get(key) not in (None, ""):
             raw[key] = payload[key]
     return raw

@@ -109,7 +109,8 @@ def _payload(**overrides):
 
 @pytest.mark.parametrize("payload_json,dry_run,field,words", [
     ("{not json", False, "payload_json", "not valid JSON"),
-    (json.dumps({"label": "it-p", "location": "lab"}), False, "payload_json.node_db_b64", "required"),
+    (json.dumps({"label": "it-p", "location": "lab"}), False, "payload_json.node_id", "required"),
+    (json.dumps({"label": "it-p", "location": "lab", "node_id": "XYZ"}), False, "payload_json.node_id", "64 lowercase hex"),
     (json.dumps({"label": "it-p", "node_db_b64": "AAAA"}), False, "payload_json.location", "required"),
     (json.dumps(_payload()), "false", "dry_run", "must be a boolean"),
     (json.dumps(_payload(node_db_b64="@@@")), False, "payload_json.node_db_b64", "base64"),

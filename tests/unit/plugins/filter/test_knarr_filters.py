@@ -99,3 +99,16 @@ def test_outcomes_map_each_label_to_its_result():
     assert f.knarr_node_outcomes([removed, started, {}]) == {
         "old": dict(result=dict(status="ok"), changed=True, failed=False, reason=None),
         "a": dict(result=dict(status="error"), changed=True, failed=True, reason="boom")}
+
+
+# --------------------------------------------------------------------------- survey_bool
+
+@pytest.mark.parametrize("answer, value", [("true", True), ("false", False), (True, True), (False, False)])
+def test_survey_bool_takes_the_two_choices_and_booleans(answer, value):
+    assert f.survey_bool(answer, "fenrir_dry_run") is value
+
+
+@pytest.mark.parametrize("answer", ["False", "True", "no", "yes", "0", "1", "", " true", None, 0, 1])
+def test_survey_bool_refuses_anything_else_naming_the_variable(answer):
+    with pytest.raises(AnsibleFilterError, match="variable fenrir_dry_run: must be the survey choice"):
+        f.survey_bool(answer, "fenrir_dry_run")

@@ -18,7 +18,8 @@ def certs(tmp_path):
     return tmp_path
 
 
-DOCKER_VARS = ("DOCKER_HOST", "DOCKER_TLS", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+DOCKER_VARS = ("DOCKER_HOST", "DOCKER_TLS", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_TLS_HOSTNAME",
+               "FENRIR_DOCKER_CA_CERT", "FENRIR_DOCKER_CLIENT_CERT", "FENRIR_DOCKER_CLIENT_KEY")
 
 
 @pytest.fixture(autouse=True)
@@ -90,6 +91,19 @@ def test_options_win_over_docker_cert_path(certs, tmp_path_factory, conn):
                client_key=str(mine / "k"), tls_hostname="docker.internal")["tls"]
     assert tls["ca_cert"] == str(mine / "ca") and tls["client_cert"] == str(mine / "c")
     assert tls["client_key"] == str(mine / "k") and tls["assert_hostname"] == "docker.internal"
+
+
+def test_tls_files_one_by_one_as_an_awx_credential_injects_them(certs, tmp_path_factory, conn):
+    """AWX file injectors write each file under a name of its own: FENRIR_DOCKER_* name them one by one, ahead of
+    DOCKER_CERT_PATH; an empty DOCKER_TLS_HOSTNAME (an optional credential field left empty) is no name."""
+    awx = tmp_path_factory.mktemp("awx")
+    env = {"DOCKER_HOST": "tcp://10.0.0.5:2376", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(certs),
+           "FENRIR_DOCKER_CA_CERT": str(awx / "tmpca"), "FENRIR_DOCKER_CLIENT_CERT": str(awx / "tmpcert"),
+           "FENRIR_DOCKER_CLIENT_KEY": str(awx / "tmpkey"), "DOCKER_TLS_HOSTNAME": ""}
+    assert conn(env)["tls"] == dict(verify=True, ca_cert=str(awx / "tmpca"), client_cert=str(awx / "tmpcert"),
+                                    client_key=str(awx / "tmpkey"), assert_hostname="10.0.0.5")
+    # An option given in the task still wins.
+    assert conn(env, ca_path="/etc/mine/ca.pem")["tls"]["ca_cert"] == "/etc/mine/ca.pem"
 
 
 def test_docker_cert_path_files_that_do_not_exist_are_not_used(tmp_path, conn):

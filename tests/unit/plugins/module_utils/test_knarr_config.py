@@ -9,7 +9,7 @@ import pytest
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_config as kc
 from ansible_collections.fenrir.fleet.plugins.module_utils import node_spec as ns
-from ansible_collections.fenrir.fleet.plugins.module_utils.identity import build_node_db
+from ansible_collections.fenrir.fleet.plugins.module_utils.identity import build_node_db, node_id_from_seed
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import SpecError
 
 HOSTILE = [
@@ -207,6 +207,25 @@ def test_parse_payload_from_json_and_dict():
     assert kc.parse_payload(json.dumps(PAYLOAD)) == raw
 
 
+NODE_ID = node_id_from_seed(bytes(range(32)))
+REFERENCE = dict(label="alpha", location="eu-north", node_id=NODE_ID, nonce="n-1", provisioner_node_id="ab" * 32)
+
+
+def test_parse_reference_payload_holds_no_identity():
+    """prepare-payload's payload names the identity it reserved in the registry; the seed is not in it."""
+    raw = kc.parse_payload(json.dumps(REFERENCE), False)
+    assert raw == dict(REFERENCE)
+    assert "node_db_b64" not in raw
+
+
+def test_payload_with_identity_and_node_id_must_agree():
+    both = dict(PAYLOAD, node_id=NODE_ID)
+    assert kc.parse_payload(both)["node_id"] == NODE_ID
+    with pytest.raises(SpecError) as err:
+        kc.parse_payload(dict(PAYLOAD, node_id="cd" * 32))
+    assert err.value.field == "payload_json.node_id" and NODE_DB_B64 not in str(err.value)
+
+
 @pytest.mark.parametrize("payload, field", [
     ("{not json", "payload_json"),
     ("", "payload_json"),
@@ -216,8 +235,11 @@ def test_parse_payload_from_json_and_dict():
     (json.dumps({k: v for k, v in PAYLOAD.items() if k != "label"}), "payload_json.label"),
     (json.dumps({k: v for k, v in PAYLOAD.items() if k != "location"}), "payload_json.location"),
     (json.dumps(dict(PAYLOAD, location="")), "payload_json.location"),
-    (json.dumps({k: v for k, v in PAYLOAD.items() if k != "node_db_b64"}), "payload_json.node_db_b64"),
-    (json.dumps(dict(PAYLOAD, node_db_b64=None)), "payload_json.node_db_b64"),
+    (json.dumps({k: v for k, v in PAYLOAD.items() if k != "node_db_b64"}), "payload_json.node_id"),
+    (json.dumps(dict(PAYLOAD, node_db_b64=None)), "payload_json.node_id"),
+    (json.dumps(dict(REFERENCE, node_id="AB" * 32)), "payload_json.node_id"),
+    (json.dumps(dict(REFERENCE, node_id="ab" * 31)), "payload_json.node_id"),
+    (json.dumps(dict(REFERENCE, node_id=42)), "payload_json.node_id"),
     (json.dumps(dict(PAYLOAD, node_db_b64="not base64 %%")), "payload_json.node_db_b64"),
     (json.dumps(dict(PAYLOAD, node_db_b64=base64.b64encode(b"plain text").decode())), "payload_json.node_db_b64"),
     (json.dumps(dict(PAYLOAD, label="Bad_Label")), "label"),

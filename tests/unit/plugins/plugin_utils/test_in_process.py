@@ -43,7 +43,7 @@ def make_action(logic, args, transport="local", check_mode=False, diff=False, be
         tmpdir=None, env_prefix=lambda **kw: " ".join("%s=%s" % i for i in kw.items())))
     play_context = SimpleNamespace(connection=transport, become=become)
     templar = SimpleNamespace(template=lambda data: data)
-    action = cls(task, connection, play_context, loader=None, templar=templar)
+    action = cls(task, connection, play_context, loader=None, templar=templar, shared_loader_obj=None)
     action.remote_calls = []
 
     def _execute_module(module_name=None, module_args=None, task_vars=None, **kw):
