@@ -507,8 +507,10 @@ def build_collection(repo, out_dir, ansible_galaxy="ansible-galaxy"):
 
 
 def install_collection(tarball, dest, ansible_galaxy="ansible-galaxy"):
-    """Install the tarball into ``dest`` (an empty collections path), as a project update does."""
-    proc = subprocess.run([ansible_galaxy, "collection", "install", "--force", "-p", dest, tarball],
+    """Install the tarball into ``dest`` (an empty collections path), as a project update does. Its dependency
+    (community.crypto) is not fetched: no Galaxy server is reachable from these machines, and the ansible package
+    in the controller's (or the EE's) Python already carries it, as an AWX execution environment does."""
+    proc = subprocess.run([ansible_galaxy, "collection", "install", "--force", "--no-deps", "-p", dest, tarball],
                           cwd=os.path.dirname(tarball), env=clean_ansible_env(), check=False, capture_output=True,
                           text=True)
     if proc.returncode != 0:
