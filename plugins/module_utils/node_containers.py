@@ -20,8 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.fenrir.fleet.plugins.module_utils import checkpoints
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
 from ansible_collections.fenrir.fleet.plugins.module_utils.container_files import (
-    IdentityFile, file_view, identity_of, make_tar, quick_same, read_files, same_file, stat_file)
+    ContainerFileError, IdentityFile, file_view, identity_of, make_tar, quick_same, read_files, same_file, size_cap,
+    stat_file)
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import APIError, NotFound
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_probe import ProbeError, wait_until_alive
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import node_files
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import container_digest
@@ -211,7 +213,7 @@ class Reconciler:
     def _one(self, work):
         try:
             self._reconcile(work)
-        except (APIError, ProbeError, OSError, ident.IdentityError) as exc:
+        except (APIError, ProbeError, OSError, FleetError) as exc:
             work.failed = True
             work.reason = work.reason or engine_reason(exc)
         except Exception as exc:  # never let one node's surprise take the others down
@@ -309,7 +311,13 @@ class Reconciler:
     def _kept_node_db(self, work, running):
         """The node's own node.db (its peers, ledger, ... besides the identity) from the container about to
         be recreated, when it holds the node's identity; None otherwise. The node is stopped first so
-        that it closes the database cleanly."""
+        that it closes the database cleanly -- but not for a node.db too large to read (refused before)."""
+        for path in (NODE_DB_PATH, NODE_DB_PATH + "-wal"):
+            found = stat_file(self.api, work.name, path)
+            if found and isinstance(found[0], int) and found[0] > size_cap(path):
+                raise ContainerFileError("%s in container %s is %d bytes, more than the %d the collection reads; "
+                                         "it cannot be carried into a new container" % (
+                                             path, work.name, found[0], size_cap(path)))
         try:
             if running:
                 self.api.stop(work.name, timeout=10)

@@ -327,6 +327,7 @@ class ArchiveApi:
     from the base name of the requested path.  ``put_archive`` extracts a tar as the engine would."""
 
     def __init__(self, files=None, stat_mtime_format="%Y-%m-%dT%H:%M:%SZ"):
+        self.archived = 0  # bytes of archives handed out
         self.files = dict(files or {})
         self.calls = []
         self.fmt = stat_mtime_format
@@ -345,7 +346,13 @@ class ArchiveApi:
                 info.size, info.mode, info.mtime = len(data), mode, mtime
                 tar.addfile(info, io.BytesIO(data))
         raw = buf.getvalue()
-        return iter([raw[:100], raw[100:]]), {}
+        stat = {}
+        if path in self.files:  # the engine's X-Docker-Container-Path-Stat for the path itself
+            stat = dict(name=posixpath.basename(path), size=len(self.files[path][0]), mode=self.files[path][1])
+        elif inside:
+            stat = dict(name=posixpath.basename(path), size=4096, mode=0x80000000 | 0o755)  # a directory
+        self.archived += len(raw)
+        return iter([raw[i:i + 65536] for i in range(0, len(raw), 65536)] or [b""]), stat
 
     def put_archive(self, container, path, data):
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
@@ -393,26 +400,63 @@ def test_quick_same_accepts_identity_files():
     assert cf.quick_same(None, want) is False
 
 
-def test_read_files_one_archive_of_the_common_directory():
+def test_read_files_one_archive_per_file_never_the_directory():
     api = ArchiveApi({"/opt/knarr/knarr.toml": (b"t", 0o644, 0), "/opt/knarr/skills/echo.py": (b"e", 0o755, 0),
-                      "/opt/knarr/node.db": (b"d", 0o600, 0)})
+                      "/opt/knarr/node.db": (b"d", 0o600, 0), "/opt/knarr/big.bin": (b"x" * 4000000, 0o600, 0)})
     got = cf.read_files(api, "c", ["/opt/knarr/knarr.toml", "/opt/knarr/skills/echo.py", "/opt/knarr/missing"])
     assert got == {"/opt/knarr/knarr.toml": (b"t", 0o644), "/opt/knarr/skills/echo.py": (b"e", 0o755),
                    "/opt/knarr/missing": None}
-    assert api.calls == [("get_archive", "/opt/knarr")]
-
-
-def test_read_files_single_path_and_absent_directory():
-    api = ArchiveApi({"/opt/knarr/node.db": (b"d", 0o600, 0)})
-    assert cf.read_files(api, "c", ["/opt/knarr/node.db"]) == {"/opt/knarr/node.db": (b"d", 0o600)}
-    assert api.calls == [("get_archive", "/opt/knarr")]
+    assert api.calls == [("get_archive", "/opt/knarr/knarr.toml"), ("get_archive", "/opt/knarr/skills/echo.py"),
+                         ("get_archive", "/opt/knarr/missing")]
+    assert api.archived < 64 * 1024  # the 4 MB file beside them was never archived
     assert cf.read_files(api, "c", ["/etc/none/a", "/etc/none/b"]) == {"/etc/none/a": None, "/etc/none/b": None}
 
 
-def test_read_files_rooted_at_slash():
-    api = ArchiveApi({"/etc/a.toml": (b"a", 0o644, 0), "/opt/b.py": (b"b", 0o644, 0)})
-    assert cf.read_files(api, "c", ["/etc/a.toml", "/opt/b.py"]) == {"/etc/a.toml": (b"a", 0o644),
-                                                                     "/opt/b.py": (b"b", 0o644)}
+def test_read_file_refuses_a_file_above_its_cap_from_the_engines_stat():
+    api = ArchiveApi({"/opt/knarr/knarr.toml": (b"x" * (cf.MAX_FILE_BYTES + 1), 0o644, 0),
+                      "/opt/knarr/node.db": (b"d" * (cf.MAX_FILE_BYTES + 1), 0o600, 0)})
+    with pytest.raises(cf.ContainerFileError, match=r"knarr.toml in container c is 1048577 bytes, more than the 1048576"):
+        cf.read_file(api, "c", "/opt/knarr/knarr.toml")
+    assert cf.read_file(api, "c", "/opt/knarr/node.db")[0] == b"d" * (cf.MAX_FILE_BYTES + 1)  # node.db: larger cap
+    with pytest.raises(cf.ContainerFileError, match="more than the 1000"):
+        cf.read_file(api, "c", "/opt/knarr/node.db", max_size=1000)
+
+
+def test_read_file_stops_reading_a_stream_that_outgrows_its_cap():
+    """An engine whose stat says nothing (or too little): the archive is abandoned once past the cap."""
+    api = ArchiveApi({"/opt/knarr/node.db": (b"d" * 3000000, 0o600, 0)})
+    real = api.get_archive
+    consumed = []
+
+    def lying(container, path):
+        stream, dummy = real(container, path)
+
+        def counted():
+            for chunk in stream:
+                consumed.append(len(chunk))
+                yield chunk
+        return counted(), {"size": 10, "mode": 0o600}
+    api.get_archive = lying
+    with pytest.raises(cf.ContainerFileError, match="more than the 100000 bytes"):
+        cf.read_file(api, "c", "/opt/knarr/node.db", max_size=100000)
+    assert sum(consumed) <= 100000 + cf.TAR_SLACK + 65536
+
+
+def test_read_file_refuses_links_and_directories():
+    api = ArchiveApi({"/opt/knarr/skills/echo.py": (b"e", 0o644, 0)})
+    with pytest.raises(cf.ContainerFileError, match="not a regular file"):
+        cf.read_file(api, "c", "/opt/knarr/skills")
+
+    class LinkApi(ArchiveApi):
+        def get_archive(self, container, path):
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                info = tarfile.TarInfo("node.db")
+                info.type, info.linkname = tarfile.SYMTYPE, "/etc/shadow"
+                tar.addfile(info)
+            return iter([buf.getvalue()]), {"size": 11, "mode": 0o777}
+    with pytest.raises(cf.ContainerFileError, match="link to /etc/shadow"):
+        cf.read_file(LinkApi(), "c", "/opt/knarr/node.db")
 
 
 def test_read_file_absent_is_none():
@@ -531,7 +575,7 @@ def test_plan_restarts_for_a_changed_file_only():
     api = ReadOnlyApi(inspect_of(work), as_written(work, overrides={TOML: (b"[node]\nport = 1\n", 0o644)}))
     rec = plan(api, work)
     assert work.actions == ["put knarr.toml", "restart"]
-    assert [c for c in api.calls if c[0] == "get_archive"] == [("get_archive", CONFIG_DIR)]
+    assert [c for c in api.calls if c[0] == "get_archive"] == [("get_archive", TOML)]  # only the file that changed
     before, after = rec.diff_views(work)
     assert before["files"][TOML] == "[node]\nport = 1\n" and after["files"][TOML] == "[node]\nport = 9010\n"
     assert before["files"][nc.NODE_DB_PATH] == after["files"][nc.NODE_DB_PATH]
@@ -545,7 +589,7 @@ def test_plan_keeps_a_node_db_the_node_has_written_to(tmp_path):
     plan(api, work)
     assert not work.failed, work.reason
     assert work.actions == []
-    assert ("get_archive", CONFIG_DIR) in api.calls  # the quick check failed; compared by identity
+    assert ("get_archive", nc.NODE_DB_PATH) in api.calls  # the quick check failed; compared by identity
 
 
 def test_plan_puts_a_node_db_holding_another_identity():
