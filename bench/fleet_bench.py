@@ -63,6 +63,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import 
     APIError, NotFound, make_client)
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_probe import (  # noqa: E402
     ProbeError, probe_once, wait_until_alive)
+from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_wire import Identity  # noqa: E402
 
 IMAGE = "knarr-cluster-node:latest"
 NETWORK = "fenrir-fleet"
@@ -82,6 +83,10 @@ FLEET_NAME_RE = re.compile(r"^fenrir-b\d{3}$")
 RECAP_RE = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)"
                       r"(?:\s+skipped=(\d+))?(?:\s+rescued=(\d+))?(?:\s+ignored=(\d+))?", re.M)
 TARGETS = {"provision": 1.5, "rerun": 0.25, "decommission": 1.5}
+
+# The benchmark's own provisioner identity for the baselines' files and probes (the collection's phases use
+# the registry's, made on first use).
+PROVISIONER = Identity.generate()
 
 STOP = threading.Event()          # set on Ctrl-C / SIGTERM: pool workers stop before their next step
 CURRENT_CHILD = {"proc": None}    # the ansible-playbook / docker CLI child running now
@@ -296,7 +301,7 @@ def node_material(label, ip, group_vars):
     spec -> knarr.toml (TOML writer), echo.py, node.db with a fresh identity."""
     spec = normalize_node(dict(
         label=label, ip=ip,
-        provisioner_node_id=group_vars.get("knarr_node_provisioner_node_id"),
+        provisioner_node_id=group_vars.get("knarr_node_provisioner_node_id") or PROVISIONER.node_id,
         bootstrap=list(group_vars.get("knarr_node_bootstrap") or []),
     ))
     seed = ident.new_seed()
@@ -344,7 +349,7 @@ def phase_floor(client, ips, group_vars, problems):
         client.api.put_archive(name, "/", make_tar(node["files"]))
         client.api.start(name)
         try:
-            wait_until_alive(ip, NODE_PORT, node["node_id"], timeout=60)
+            wait_until_alive(ip, NODE_PORT, node["node_id"], timeout=60, identity=PROVISIONER)
         except ProbeError as exc:
             return "%s (%s): %s" % (name, ip, exc)
         return None
@@ -396,7 +401,7 @@ def phase_cli(client, ips, group_vars, work, problems):
 
 def _alive(ip, node_id, timeout):
     try:
-        wait_until_alive(ip, NODE_PORT, node_id, timeout=timeout)
+        wait_until_alive(ip, NODE_PORT, node_id, timeout=timeout, identity=PROVISIONER)
         return None
     except ProbeError as exc:
         return str(exc)
@@ -533,7 +538,7 @@ def verify_fleet(client, registry, count):
         if (info.get("State") or {}).get("Status") != "running":
             errs.append("%s: container state %r" % (label, (info.get("State") or {}).get("Status")))
         try:
-            status = probe_once(row["ip"], NODE_PORT, row["node_id"], timeout=3.0)
+            status = probe_once(row["ip"], NODE_PORT, row["node_id"], timeout=3.0, identity=PROVISIONER)
             if status.get("node_id") != row["node_id"]:
                 errs.append("%s: node reports node_id %s, registry %s" % (label, status.get("node_id"),
                                                                           row["node_id"]))
