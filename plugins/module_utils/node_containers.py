@@ -37,13 +37,14 @@ NODE_DB_PATH = "/opt/knarr/node.db"
 class NodeWork:
     """One node's desired state and, after reconcile(), what happened to it."""
 
-    def __init__(self, spec, ip, seed, registry_path, network, node_id=None):
+    def __init__(self, spec, ip, seed, registry_path, network, node_id=None, cockpit_token=None):
         self.spec = spec  # the node's settings, normalised (node_spec.normalize_node)
         self.label = spec["label"]
         self.name = spec["server_id"]
         self.ip = ip
         self.network = network
-        self.files = node_files(spec, ip)  # path -> (bytes, mode), node.db aside
+        self.files = node_files(spec, ip, cockpit_token)  # path -> (bytes, mode), node.db aside
+        self.cockpit_token = cockpit_token  # a secret: never in a result
         self.seed = seed
         self.node_id = node_id or ident.node_id_from_seed(seed)
         self.registry_path = registry_path
@@ -130,8 +131,9 @@ def recreate_reasons(current, desired):
 # --------------------------------------------------------------------------- the engine
 
 class Reconciler:
-    def __init__(self, client, check_mode=False, parallelism=8, boot_timeout=60.0, wait=True):
+    def __init__(self, client, check_mode=False, parallelism=8, boot_timeout=60.0, wait=True, identity=None):
         self.client = client
+        self.identity = identity  # the provisioner's: what the proof of life is signed with
         self.api = client.api
         self.check_mode = check_mode
         self.parallelism = max(1, int(parallelism))
@@ -371,8 +373,8 @@ class Reconciler:
             return None
 
         try:
-            status, waited = wait_until_alive(work.ip, work.spec["port"], work.node_id,
-                                              timeout=self.boot_timeout, still_running=still_running)
+            status, waited = wait_until_alive(work.ip, work.spec["port"], work.node_id, timeout=self.boot_timeout,
+                                              still_running=still_running, identity=self.identity)
         except ProbeError as exc:
             work.failed = True
             work.reason = "node %s (%s) is not alive: %s" % (work.label, work.name, exc)
@@ -394,11 +396,13 @@ def engine_reason(exc):
     return str(explanation or exc)
 
 
-def probe_works(works, parallelism=8, timeout=60.0):
-    """Wait-for-boot only: probe each node (no container changes).  Fills failed/reason/status."""
+def probe_works(works, parallelism=8, timeout=60.0, identity=None):
+    """Wait-for-boot only: probe each node (no container changes), signed by ``identity`` (the provisioner's).
+    Fills failed/reason/status."""
     def one(work):
         try:
-            status, waited = wait_until_alive(work.ip, work.spec["port"], work.node_id, timeout=timeout)
+            status, waited = wait_until_alive(work.ip, work.spec["port"], work.node_id, timeout=timeout,
+                                              identity=identity)
             work.status, work.boot_seconds, work.proven = status, waited, True
         except (ProbeError, OSError) as exc:
             work.failed, work.reason = True, "node %s is not alive: %s" % (work.label, exc)

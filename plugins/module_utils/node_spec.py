@@ -128,6 +128,10 @@ def normalize_node(node, validated=False):
     _port(node, "port", allow_zero=False)
     _port(node, "sidecar_port")
     _port(node, "cockpit_port")
+    from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import is_loopback
+    if not is_loopback(node["cockpit_bind"]):
+        raise SpecError(label, "cockpit_bind", "%r is not a loopback address; the cockpit (the node's admin API) only "
+                        "listens on loopback inside its container" % (node["cockpit_bind"],))
     if isinstance(node["pids_limit"], bool) or node["pids_limit"] < 1:
         raise SpecError(label, "pids_limit", "%r is not a positive integer" % (node["pids_limit"],))
     node["memory_bytes"] = parse_memory(node["memory"], label)
@@ -142,7 +146,7 @@ def normalize_node(node, validated=False):
     node["server_id"] = container_name(label)
     if node["config_overrides"]:
         from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import check_overrides
-        check_overrides(label, node["config_overrides"])
+        check_overrides(label, node["config_overrides"], dict(node, config_overrides={}))
     return node
 
 

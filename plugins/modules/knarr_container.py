@@ -102,7 +102,10 @@ options:
         type: bool
         default: false
       provisioner_node_id:
-        description: The provisioner's node id; its first 16 characters map to O(nodes[].provisioner_endpoint) in C([peer_overrides]).
+        description:
+          - The provisioner's node id; its first 16 characters map to O(nodes[].provisioner_endpoint) in C([peer_overrides]).
+          - Default the node id of the registry's provisioner identity (see O(provisioner_db_b64)), the key the proof of
+            life is signed with.
         type: str
       provisioner_endpoint:
         description: Where the provisioner listens, C(host:port).
@@ -175,6 +178,14 @@ options:
     description: Seconds each node has to prove itself alive.
     type: int
     default: 60
+  provisioner_db_b64:
+    description:
+      - The provisioner's own knarr identity, a C(node.db) or a bare 32-byte Ed25519 seed, in base64. A secret: it is
+        kept encrypted in the registry (replacing the identity there) and never returned.
+      - Unset, the registry's provisioner identity is used, made (and kept encrypted) on first use.
+      - The proof of life is signed with this identity, and it is the key a node's C([peer_overrides]) names unless
+        O(nodes[].provisioner_node_id) says otherwise.
+    type: str
 attributes:
   check_mode:
     support: full
@@ -264,6 +275,11 @@ failed_nodes:
   returned: always
   type: list
   elements: str
+provisioner_node_id:
+  description: The node id of the provisioner identity the nodes were probed with (never its seed).
+  returned: O(state=started) or O(state=probed)
+  type: str
+  sample: 5c1f0e...
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -147,11 +147,12 @@ def test_fleet_network_check_mode_and_refusal(tmp_path):
 def test_knarr_container_check_mode_plan_and_diff(tmp_path):
     def args(d):
         return dict(registry=str(d / "fleet.db"), network=NETWORK, nodes=[
-            dict(label="it-a", config_overrides=dict(cockpit=dict(auth_token=TOKEN))), dict(label="it-b")])
+            dict(label="it-a", config_overrides=dict(mail=dict(smtp_password=TOKEN))), dict(label="it-b")])
     one, two = both(knarr_container, args, tmp_path, check_mode=True, diff=True, setup=reserved)
     assert one == two
     assert one["changed"] is True and {n["label"] for n in one["nodes"]} == {"it-a", "it-b"}
-    assert "********" in json.dumps(one["diff"])  # the token is masked in the planned knarr.toml
+    assert "********" in json.dumps(one["diff"])  # the password (and the cockpit's token) masked in knarr.toml
+    assert TOKEN not in json.dumps(one)
 
 
 def test_the_tasks_environment_reaches_the_module_in_the_worker(tmp_path):
