@@ -337,16 +337,20 @@ def phase_floor(client, ips, group_vars, problems):
             return None
         name, ip = names[i], str(ips[i])
         node = node_material("f%03d" % (i + 1), ip, group_vars)
+        # The same least-privilege container the collection makes (user, no capability, no-new-privileges,
+        # bounded logs): the floor is what the engine needs for that container, not for a laxer one.
         host_config = client.api.create_host_config(
             mem_limit=MEMORY, memswap_limit=MEMORY, pids_limit=PIDS,
-            restart_policy={"Name": "unless-stopped"}, network_mode=NETWORK)
+            restart_policy={"Name": "unless-stopped"}, network_mode=NETWORK, cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}})
         networking = client.api.create_networking_config(
             {NETWORK: client.api.create_endpoint_config(ipv4_address=ip)})
         client.api.create_container(image=IMAGE, name=name, hostname=name, host_config=host_config,
-                                    networking_config=networking, detach=True)
+                                    networking_config=networking, detach=True, user="10001:10001")
         if STOP.is_set():
             return None
-        client.api.put_archive(name, "/", make_tar(node["files"]))
+        client.api.put_archive(name, kc.CONFIG_DIR, make_tar(node["files"], kc.CONFIG_DIR))
         client.api.start(name)
         try:
             wait_until_alive(ip, NODE_PORT, node["node_id"], timeout=60, identity=PROVISIONER)
@@ -530,6 +534,10 @@ def verify_fleet(client, registry, count):
             errs.append("%s: PidsLimit %r, expected %d" % (label, host.get("PidsLimit"), PIDS))
         if (host.get("RestartPolicy") or {}).get("Name") != "unless-stopped":
             errs.append("%s: restart policy %r" % (label, host.get("RestartPolicy")))
+        if host.get("CapDrop") != ["ALL"] or host.get("CapAdd") or host.get("SecurityOpt") != ["no-new-privileges"] \
+                or info["Config"].get("User") != "10001:10001":
+            errs.append("%s: not least-privileged: CapDrop %r, CapAdd %r, SecurityOpt %r, User %r" % (
+                label, host.get("CapDrop"), host.get("CapAdd"), host.get("SecurityOpt"), info["Config"].get("User")))
         if row["container_id"] and row["container_id"] != info["Id"]:
             errs.append("%s: registry container_id %s != container %s" % (label, row["container_id"][:12],
                                                                           info["Id"][:12]))

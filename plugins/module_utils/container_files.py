@@ -36,8 +36,10 @@ def content_mtime(data):
 NODE_UID = NODE_GID = 10001
 
 
-def make_tar(files):
-    """An in-memory tar of ``{absolute path: (bytes, mode)}``, rooted at '/'.
+def make_tar(files, root="/"):
+    """An in-memory tar of ``{absolute path: (bytes, mode)}``, its names relative to ``root`` (the directory it
+    is to be extracted into: every path must be inside it).  A read-only container takes an archive only
+    into a volume, so its files go in at their directory (``/opt/knarr``), not at '/'.
 
     Files belong to the node's user (:data:`NODE_UID`), so a node that does not run as root can still
     rewrite what it was given.  There are no directory entries: extracting one would reset the image's
@@ -47,7 +49,10 @@ def make_tar(files):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path, (data, mode) in sorted(files.items()):
-            info = tarfile.TarInfo(path.lstrip("/"))
+            name = posixpath.relpath(path, root)
+            if name.startswith("..") or posixpath.isabs(name):
+                raise ValueError("%s is not inside %s" % (path, root))
+            info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = mode
             info.uid, info.gid = NODE_UID, NODE_GID
