@@ -141,8 +141,9 @@ def _works(reg, params, check_mode, recovered, provisioner, warnings):
             seed = ident.new_seed()
             only_planned.add(label)
         found.append((node, ip, seed, shown_id))
-    tokens = _cockpit_tokens(reg, [n["label"] for n, dummy, dummy2, dummy3 in found if n["cockpit_port"]],
-                             only_planned)
+    # Probing renders no file: no token is needed (nor made) for it.
+    tokens = {} if params["state"] == "probed" else _cockpit_tokens(
+        reg, [n["label"] for n, dummy, dummy2, dummy3 in found if n["cockpit_port"]], only_planned)
     return [NodeWork(node, ip, seed, reg.path, params["network"], node_id=shown_id,
                      cockpit_token=tokens.get(node["label"]))
             for node, ip, seed, shown_id in found]

@@ -116,3 +116,11 @@ def test_tokens_are_handed_over_for_masking_and_never_returned(reserved):
     assert result[RUNTIME_SECRETS] == [token]
     assert runtime_secrets(result) == {token} and RUNTIME_SECRETS not in result
     assert token not in json.dumps(result)
+
+
+def test_probing_renders_nothing_and_makes_no_token(reserved):
+    p = params(knarr_container, registry=reserved, nodes=[dict(label="alpha")], state="probed")
+    with Registry(reserved) as reg:
+        provisioner, dummy = knarr_container._provisioner(reg, p)
+        [work] = knarr_container._works(reg, p, False, {}, provisioner, [])
+        assert work.cockpit_token is None and reg.get_secret("alpha", "cockpit_token") is None
