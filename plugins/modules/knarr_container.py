@@ -202,7 +202,7 @@ options:
     default: 60
   provisioner_db_b64:
     description:
-      - The provisioner's own knarr identity, a C(node.db) or a bare 32-byte Ed25519 seed, in base64. A secret: it is
+      - The provisioner's own knarr identity, a C(node.db) or a bare 32-byte Ed25519 seed, in base64. A secret; it is
         kept encrypted in the registry (replacing the identity there) and never returned.
       - Unset, the registry's provisioner identity is used, made (and kept encrypted) on first use.
       - The proof of life is signed with this identity, and it is the key a node's C([peer_overrides]) names unless
