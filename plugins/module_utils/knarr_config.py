@@ -136,8 +136,10 @@ def node_files(node, ip, cockpit_token=None):
 PATH_KEY_RE = re.compile(r"(^|_)(storage|handler|path|paths|dir|dirs|directory|file|files|cert|certs|certfile|key|"
                          r"keyfile|ca|cafile|db|database|socket|log|logfile|plugins?|data)$", re.I)
 # Keys the collection owns in knarr.toml: overriding them would undo what it guarantees.
-OWNED_KEYS = {("cockpit", "auth_token"): "the cockpit's token is the node's own, kept encrypted in the registry "
-                                          "and written by the collection"}
+OWNED_KEYS = {
+    ("cockpit", "auth_token"): "the cockpit's token is the node's own, kept encrypted in the registry and written by "
+                               "the collection",
+}
 
 
 def is_loopback(host):

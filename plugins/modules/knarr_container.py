@@ -21,8 +21,10 @@ description:
   - A container whose image, network, address, limits, restart policy or hardening differ is recreated, keeping
     the node's C(node.db); files whose content differs are put and a running node is restarted; a stopped one is
     started. A container whose C(node.db) holds another identity than the registry's (replaced behind its back) is
-    made anew, so that nothing of that identity (the C(cert.pem)/C(key.pem) knarr made from it) is left. Then the module waits until each node answers its status with the expected
-    node id and its echo skill returns what it was sent.
+    made anew, so that nothing of that identity (the C(cert.pem)/C(key.pem) knarr made from it) is left.
+  - Then the module waits until each node proves, in knarr's own signed protocol and signed with the provisioner's
+    identity (O(provisioner_db_b64)), that it holds the registry's identity and its echo skill returns what it was
+    sent.
   - Nodes are reconciled in parallel over the Docker API (O(parallelism) at a time).
   - A node that fails after this run touched it has its container removed and its record marked C(failed) with the
     reason; a later run retries it. Nodes proven alive are recorded C(online) (see O(register)).

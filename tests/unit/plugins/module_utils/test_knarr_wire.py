@@ -508,6 +508,6 @@ def test_probe_signs_with_the_provisioner_identity_it_is_given_and_has_no_defaul
     probe(peer, mode, identity=PROVISIONER_SEED)  # a seed is as good as an Identity
     assert peer.received[-1]["public_key"] == PROVISIONER.public_key_hex
     with pytest.raises(TypeError):
-        kp.probe_once("127.0.0.1", peer.port, NODE_ID, timeout=2.0, tls=(mode == "tls"))
+        kp.probe_once("127.0.0.1", peer.port, NODE_ID, timeout=2.0, tls=(mode == "tls"))  # pylint: disable=missing-kwoa
     with pytest.raises(ValueError, match="provisioner's identity"):
         kp.probe_once("127.0.0.1", peer.port, NODE_ID, timeout=2.0, tls=(mode == "tls"), identity=None)
