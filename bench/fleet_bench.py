@@ -386,9 +386,11 @@ def phase_cli(client, ips, group_vars, work, problems):
         cmds = [["docker", "create", "--name", name, "--hostname", name, "--network", NETWORK, "--ip", str(ip),
                  "--memory", "256m", "--memory-swap", "256m", "--pids-limit", str(PIDS),
                  "--restart", "unless-stopped", IMAGE],
-                ["docker", "cp", dirs[i]["knarr.toml"], name + ":/opt/knarr/knarr.toml"],
-                ["docker", "cp", dirs[i]["echo.py"], name + ":/opt/knarr/skills/echo.py"],
-                ["docker", "cp", dirs[i]["node.db"], name + ":/opt/knarr/node.db"],
+                # `docker cp -` of a tar owned by the node's user (10001): a plain `docker cp` makes the files
+                # root's, and the node could not read its 0600 node.db.
+                _cp_as_node(dirs[i]["knarr.toml"], name, "/opt/knarr/"),
+                _cp_as_node(dirs[i]["echo.py"], name, "/opt/knarr/skills/"),
+                _cp_as_node(dirs[i]["node.db"], name, "/opt/knarr/"),
                 ["docker", "start", name]]
         for cmd in cmds:
             res = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
@@ -401,6 +403,12 @@ def phase_cli(client, ips, group_vars, work, problems):
     problems.extend("cli: %s did not answer: %s" % (names[i], e) for i, e in enumerate(alive) if e)
     remove_all(client, names)
     return dict(wall=wall, nodes=len(ips), note="no echo wait (the skill had none); removal not timed")
+
+
+def _cp_as_node(path, container, directory):
+    """A `docker cp` of one file into ``directory`` of ``container``, owned by the node's user (uid/gid 10001)."""
+    return ["bash", "-o", "pipefail", "-c", 'tar --owner=10001 --group=10001 -C "$1" -cf - "$2" | docker cp - "$3:$4"',
+            "cp", os.path.dirname(path), os.path.basename(path), container, directory]
 
 
 def _alive(ip, node_id, timeout):
