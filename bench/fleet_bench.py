@@ -63,6 +63,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import 
     APIError, NotFound, make_client)
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_probe import (  # noqa: E402
     ProbeError, probe_once, wait_until_alive)
+from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_wire import Identity  # noqa: E402
 
 IMAGE = "knarr-cluster-node:latest"
 NETWORK = "fenrir-fleet"
@@ -82,6 +83,10 @@ FLEET_NAME_RE = re.compile(r"^fenrir-b\d{3}$")
 RECAP_RE = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)"
                       r"(?:\s+skipped=(\d+))?(?:\s+rescued=(\d+))?(?:\s+ignored=(\d+))?", re.M)
 TARGETS = {"provision": 1.5, "rerun": 0.25, "decommission": 1.5}
+
+# The benchmark's own provisioner identity for the baselines' files and probes (the collection's phases use
+# the registry's, made on first use).
+PROVISIONER = Identity.generate()
 
 STOP = threading.Event()          # set on Ctrl-C / SIGTERM: pool workers stop before their next step
 CURRENT_CHILD = {"proc": None}    # the ansible-playbook / docker CLI child running now
@@ -296,7 +301,7 @@ def node_material(label, ip, group_vars):
     spec -> knarr.toml (TOML writer), echo.py, node.db with a fresh identity."""
     spec = normalize_node(dict(
         label=label, ip=ip,
-        provisioner_node_id=group_vars.get("knarr_node_provisioner_node_id"),
+        provisioner_node_id=group_vars.get("knarr_node_provisioner_node_id") or PROVISIONER.node_id,
         bootstrap=list(group_vars.get("knarr_node_bootstrap") or []),
     ))
     seed = ident.new_seed()
@@ -332,19 +337,23 @@ def phase_floor(client, ips, group_vars, problems):
             return None
         name, ip = names[i], str(ips[i])
         node = node_material("f%03d" % (i + 1), ip, group_vars)
+        # The same least-privilege container the collection makes (user, no capability, no-new-privileges,
+        # bounded logs): the floor is what the engine needs for that container, not for a laxer one.
         host_config = client.api.create_host_config(
             mem_limit=MEMORY, memswap_limit=MEMORY, pids_limit=PIDS,
-            restart_policy={"Name": "unless-stopped"}, network_mode=NETWORK)
+            restart_policy={"Name": "unless-stopped"}, network_mode=NETWORK, cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}})
         networking = client.api.create_networking_config(
             {NETWORK: client.api.create_endpoint_config(ipv4_address=ip)})
         client.api.create_container(image=IMAGE, name=name, hostname=name, host_config=host_config,
-                                    networking_config=networking, detach=True)
+                                    networking_config=networking, detach=True, user="10001:10001")
         if STOP.is_set():
             return None
-        client.api.put_archive(name, "/", make_tar(node["files"]))
+        client.api.put_archive(name, kc.CONFIG_DIR, make_tar(node["files"], kc.CONFIG_DIR))
         client.api.start(name)
         try:
-            wait_until_alive(ip, NODE_PORT, node["node_id"], timeout=60)
+            wait_until_alive(ip, NODE_PORT, node["node_id"], timeout=60, identity=PROVISIONER)
         except ProbeError as exc:
             return "%s (%s): %s" % (name, ip, exc)
         return None
@@ -377,9 +386,11 @@ def phase_cli(client, ips, group_vars, work, problems):
         cmds = [["docker", "create", "--name", name, "--hostname", name, "--network", NETWORK, "--ip", str(ip),
                  "--memory", "256m", "--memory-swap", "256m", "--pids-limit", str(PIDS),
                  "--restart", "unless-stopped", IMAGE],
-                ["docker", "cp", dirs[i]["knarr.toml"], name + ":/opt/knarr/knarr.toml"],
-                ["docker", "cp", dirs[i]["echo.py"], name + ":/opt/knarr/skills/echo.py"],
-                ["docker", "cp", dirs[i]["node.db"], name + ":/opt/knarr/node.db"],
+                # `docker cp -` of a tar owned by the node's user (10001): a plain `docker cp` makes the files
+                # root's, and the node could not read its 0600 node.db.
+                _cp_as_node(dirs[i]["knarr.toml"], name, "/opt/knarr/"),
+                _cp_as_node(dirs[i]["echo.py"], name, "/opt/knarr/skills/"),
+                _cp_as_node(dirs[i]["node.db"], name, "/opt/knarr/"),
                 ["docker", "start", name]]
         for cmd in cmds:
             res = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
@@ -394,9 +405,15 @@ def phase_cli(client, ips, group_vars, work, problems):
     return dict(wall=wall, nodes=len(ips), note="no echo wait (the skill had none); removal not timed")
 
 
+def _cp_as_node(path, container, directory):
+    """A `docker cp` of one file into ``directory`` of ``container``, owned by the node's user (uid/gid 10001)."""
+    return ["bash", "-o", "pipefail", "-c", 'tar --owner=10001 --group=10001 -C "$1" -cf - "$2" | docker cp - "$3:$4"',
+            "cp", os.path.dirname(path), os.path.basename(path), container, directory]
+
+
 def _alive(ip, node_id, timeout):
     try:
-        wait_until_alive(ip, NODE_PORT, node_id, timeout=timeout)
+        wait_until_alive(ip, NODE_PORT, node_id, timeout=timeout, identity=PROVISIONER)
         return None
     except ProbeError as exc:
         return str(exc)
@@ -525,6 +542,10 @@ def verify_fleet(client, registry, count):
             errs.append("%s: PidsLimit %r, expected %d" % (label, host.get("PidsLimit"), PIDS))
         if (host.get("RestartPolicy") or {}).get("Name") != "unless-stopped":
             errs.append("%s: restart policy %r" % (label, host.get("RestartPolicy")))
+        if host.get("CapDrop") != ["ALL"] or host.get("CapAdd") or host.get("SecurityOpt") != ["no-new-privileges"] \
+                or info["Config"].get("User") != "10001:10001":
+            errs.append("%s: not least-privileged: CapDrop %r, CapAdd %r, SecurityOpt %r, User %r" % (
+                label, host.get("CapDrop"), host.get("CapAdd"), host.get("SecurityOpt"), info["Config"].get("User")))
         if row["container_id"] and row["container_id"] != info["Id"]:
             errs.append("%s: registry container_id %s != container %s" % (label, row["container_id"][:12],
                                                                           info["Id"][:12]))
@@ -533,7 +554,7 @@ def verify_fleet(client, registry, count):
         if (info.get("State") or {}).get("Status") != "running":
             errs.append("%s: container state %r" % (label, (info.get("State") or {}).get("Status")))
         try:
-            status = probe_once(row["ip"], NODE_PORT, row["node_id"], timeout=3.0)
+            status = probe_once(row["ip"], NODE_PORT, row["node_id"], timeout=3.0, identity=PROVISIONER)
             if status.get("node_id") != row["node_id"]:
                 errs.append("%s: node reports node_id %s, registry %s" % (label, status.get("node_id"),
                                                                           row["node_id"]))

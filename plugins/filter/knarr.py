@@ -18,7 +18,9 @@ ROLE_ONLY = ("label", "state", "db_b64", "results")
 # Role variables read once for the whole play (module options of the fleet, not of a node): every host must
 # see the same value.
 FLEET_SETTINGS = ("registry", "registry_key_file", "network", "subnet", "gateway", "pool_start", "pool_end",
-                  "parallelism", "wait", "boot_timeout")
+                  "parallelism", "wait", "boot_timeout", "provisioner_db_b64")
+# Fleet settings that are secrets: an error about them names the hosts, never the values.
+SECRET_SETTINGS = ("provisioner_db_b64",)
 STATES = ("present", "absent")
 # An AWX survey's yes/no question: a multiplechoice of exactly these two strings.
 SURVEY_BOOLEANS = {"true": True, "false": False}
@@ -38,7 +40,8 @@ def _check_fleet(settings, hosts):
         for host, values in zip(hosts, settings):
             seen.setdefault(repr(values.get(name)), host)
         if len(seen) > 1:
-            shown = ", ".join("host %s has %s" % (host, value) for value, host in sorted(seen.items(), key=lambda i: i[1]))
+            shown = ", ".join("host %s has %s" % (host, "a value" if name in SECRET_SETTINGS and value != "None" else value)
+                              for value, host in sorted(seen.items(), key=lambda i: i[1]))
             raise AnsibleFilterError("variable %s%s: a fleet setting, read once for the whole play, differs between the "
                                      "play's hosts (%s); set it for the whole fleet (group_vars), not per host"
                                      % (PREFIX, name, shown))

@@ -22,6 +22,7 @@ import tarfile
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import NotFound
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import redact_toml
 
 
@@ -35,8 +36,10 @@ def content_mtime(data):
 NODE_UID = NODE_GID = 10001
 
 
-def make_tar(files):
-    """An in-memory tar of ``{absolute path: (bytes, mode)}``, rooted at '/'.
+def make_tar(files, root="/"):
+    """An in-memory tar of ``{absolute path: (bytes, mode)}``, its names relative to ``root`` (the directory it
+    is to be extracted into: every path must be inside it).  A read-only container takes an archive only
+    into a volume, so its files go in at their directory (``/opt/knarr``), not at '/'.
 
     Files belong to the node's user (:data:`NODE_UID`), so a node that does not run as root can still
     rewrite what it was given.  There are no directory entries: extracting one would reset the image's
@@ -46,7 +49,10 @@ def make_tar(files):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path, (data, mode) in sorted(files.items()):
-            info = tarfile.TarInfo(path.lstrip("/"))
+            name = posixpath.relpath(path, root)
+            if name.startswith("..") or posixpath.isabs(name):
+                raise ValueError("%s is not inside %s" % (path, root))
+            info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = mode
             info.uid, info.gid = NODE_UID, NODE_GID
@@ -55,26 +61,26 @@ def make_tar(files):
     return buf.getvalue()
 
 
+#: The most bytes read from a container for one file: its node.db (and write-ahead log), and anything else.
+MAX_NODE_DB_BYTES = 128 * 1024 * 1024
+MAX_FILE_BYTES = 1024 * 1024
+#: Room for the tar headers around one file in an archive (PAX headers, padding, the end blocks).
+TAR_SLACK = 64 * 1024
+
+
+class ContainerFileError(FleetError):
+    """A file in a container that the collection will not read (too large, not a regular file)."""
+
+
+def size_cap(path):
+    """How many bytes of ``path`` may be read from a container (node.db and its -wal/-journal are larger)."""
+    name = posixpath.basename(path)
+    return MAX_NODE_DB_BYTES if name.endswith(".db") or ".db-" in name else MAX_FILE_BYTES
+
+
 def read_files(api, container, paths):
-    """{path: (bytes, mode) or None} for files of a container, read with one archive of their common directory."""
-    root = posixpath.commonpath(list(paths)) if len(paths) > 1 else posixpath.dirname(next(iter(paths)))
-    if root in paths:
-        root = posixpath.dirname(root)
-    try:
-        stream, _stat = api.get_archive(container, root)
-    except NotFound:
-        return {p: None for p in paths}
-    data = b"".join(stream)
-    found = {}
-    base = posixpath.dirname(root.rstrip("/"))
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        for member in tar.getmembers():
-            path = posixpath.join(base, member.name) if not member.name.startswith("/") else member.name
-            if not path.startswith("/"):
-                path = "/" + path
-            if path in paths and member.isfile():
-                found[path] = (tar.extractfile(member).read(), member.mode & 0o7777)
-    return {p: found.get(p) for p in paths}
+    """{path: (bytes, mode) or None} for files of a container: one archive per file, each within its cap."""
+    return {p: read_file(api, container, p) for p in paths}
 
 
 def stat_file(api, container, path):
@@ -105,17 +111,49 @@ def quick_same(stat, desired):
     return stat == (len(data), desired[1], content_mtime(data))
 
 
-def read_file(api, container, path):
-    """(bytes, mode) of one regular file in a container, or None when it is absent."""
+def read_file(api, container, path, max_size=None):
+    """(bytes, mode) of one regular file in a container, or None when it is absent.
+
+    Only that file is archived by the engine, and at most ``max_size`` bytes of it (default
+    :func:`size_cap`) are read: the engine's stat of the path is checked first, and the archive is read in
+    chunks and abandoned once it grows past the cap, so a container cannot make the controller hold a
+    directory or a huge file in memory. A path that is not a regular file (a symlink, a directory) is
+    refused with :class:`ContainerFileError`."""
+    cap = size_cap(path) if max_size is None else max_size
     try:
-        stream, _stat = api.get_archive(container, path)
+        stream, stat = api.get_archive(container, path)
     except NotFound:
         return None
-    data = b"".join(stream)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+    try:
+        stat = stat or {}
+        if stat.get("mode", 0) & 0xFFF00000:  # Go FileMode type bits: not a regular file
+            raise ContainerFileError("%s in container %s is not a regular file (%s); refusing to read it"
+                                     % (path, container, stat.get("linkTarget") and "a symlink to %s"
+                                        % stat["linkTarget"] or "mode %#x" % stat.get("mode", 0)))
+        if (stat.get("size") or 0) > cap:
+            raise ContainerFileError("%s in container %s is %d bytes, more than the %d the collection reads"
+                                     % (path, container, stat["size"], cap))
+        chunks, got = [], 0
+        for chunk in stream:
+            got += len(chunk)
+            if got > cap + TAR_SLACK:
+                raise ContainerFileError("%s in container %s is more than the %d bytes the collection reads"
+                                         % (path, container, cap))
+            chunks.append(chunk)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
         for member in tar.getmembers():
             if member.isfile():
+                if member.size > cap:
+                    raise ContainerFileError("%s in container %s is %d bytes, more than the %d the collection "
+                                             "reads" % (path, container, member.size, cap))
                 return tar.extractfile(member).read(), member.mode & 0o7777
+            if member.issym() or member.islnk():
+                raise ContainerFileError("%s in container %s is a link to %s; refusing to read it"
+                                         % (path, container, member.linkname))
     return None
 
 

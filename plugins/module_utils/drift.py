@@ -299,13 +299,30 @@ def _is_node(entry):
     return not ({"not in registry", "duplicate container"} & set(entry["drift"]))
 
 
-def probe(entries, port=DEFAULT_NODE_PORT, timeout=DEFAULT_PROBE_TIMEOUT, parallelism=8):
-    """Ask every running registry node for status and echo (at its container's address); adds drift."""
+def probe_identity(db, key_file=None):
+    """The identity probes sign with: the registry's provisioner identity when the registry holds one and its key
+    is at hand, else a throw-away one (returned with ``None`` for its node id: nothing to report)."""
+    from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_wire as wire
+    seed = None
+    try:
+        with Registry(db, key_file=key_file, check_mode=True) as reg:
+            seed = reg.provisioner_seed(create=False)
+    except RegistryError:
+        seed = None
+    if seed is None:
+        return wire.Identity.generate(), None
+    identity = wire.Identity(seed)
+    return identity, identity.node_id
+
+
+def probe(entries, port=DEFAULT_NODE_PORT, timeout=DEFAULT_PROBE_TIMEOUT, parallelism=8, identity=None):
+    """Ask every running registry node for status and echo (at its container's address), signed by
+    ``identity`` (the provisioner's); adds drift."""
     todo = [e for e in entries if _is_node(e) and e["container_state"] == "running" and e["container_ip"]]
 
     def one(e):
         try:
-            probe_once(e["container_ip"], port, e.get("node_id"), timeout=timeout)
+            probe_once(e["container_ip"], port, e.get("node_id"), timeout=timeout, identity=identity)
         except ProbeError as exc:
             e["probe_error"] = str(exc)
             e["drift"].append("wrong identity" if "wrong identity" in str(exc) else "not answering")
@@ -431,7 +448,8 @@ def fleet_status(params, make_client, check_mode=False):
             entries = compare(nodes, containers, shown, now=now, stale_after=stale_after, former=former)
         result.update(changed=bool(released), released=released, diff=dict(before=before, after=after))
     if params.get("probe"):
+        identity, result["provisioner_node_id"] = probe_identity(db, params.get("key_file"))
         probe(entries, port=params.get("port") or DEFAULT_NODE_PORT,
-              timeout=params.get("probe_timeout") or DEFAULT_PROBE_TIMEOUT)
+              timeout=params.get("probe_timeout") or DEFAULT_PROBE_TIMEOUT, identity=identity)
     result.update(nodes=entries, in_sync=not any(e["drift"] for e in entries), summary=summarize(entries))
     return result

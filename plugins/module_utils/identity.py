@@ -19,6 +19,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetEr
 
 SEED_SIZE = 32
 SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_HEADER_SIZE = 100
 
 
 class IdentityError(FleetError):
@@ -70,22 +71,69 @@ def build_node_db(seed):
         os.unlink(path)
 
 
+def check_layout(db_bytes, label=None, field="node_db_b64"):
+    """Refuse an SQLite image whose size does not match its header: a truncated node.db would otherwise be
+    read with its missing pages as zeros (SQLite pads a short read), and a half-copied file could pass.
+
+    The header holds the page size (offset 16) and, when it is current (offset 92 equals the change
+    counter at 24), the page count (offset 28): the file must be whole pages, at least that many."""
+    if len(db_bytes) < SQLITE_HEADER_SIZE:
+        raise IdentityError("node.db is truncated: %d bytes, shorter than an SQLite header" % len(db_bytes),
+                            label, field)
+    page_size = int.from_bytes(db_bytes[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        raise IdentityError("node.db has an invalid SQLite page size (%d)" % page_size, label, field)
+    if len(db_bytes) % page_size:
+        raise IdentityError("node.db is truncated or padded: %d bytes is not a whole number of %d-byte pages"
+                            % (len(db_bytes), page_size), label, field)
+    page_count = int.from_bytes(db_bytes[28:32], "big")
+    if page_count and db_bytes[92:96] == db_bytes[24:28] and len(db_bytes) < page_count * page_size:
+        raise IdentityError("node.db is truncated: its header counts %d pages of %d bytes (%d bytes), the file "
+                            "has %d bytes" % (page_count, page_size, page_count * page_size, len(db_bytes)), label, field)
+    return page_size
+
+
+def open_untrusted(path, label=None, field="node_db_b64", readonly=True):
+    """An sqlite3 connection to a database that came from outside (a container, an operator): read-only and
+    immutable unless ``readonly`` is false, with ``trusted_schema`` off, so nothing in its schema (a view,
+    a trigger, a generated column) can run an SQL function with side effects when it is read."""
+    try:
+        if readonly:
+            conn = sqlite3.connect("file:%s?mode=ro&immutable=1" % path, uri=True)
+        else:
+            conn = sqlite3.connect(path)
+        conn.execute("PRAGMA trusted_schema = OFF")
+        conn.execute("PRAGMA cell_size_check = ON")
+    except sqlite3.Error as exc:
+        raise IdentityError("cannot be opened as SQLite: %s" % exc, label, field)
+    return conn
+
+
 def read_seed(db_bytes, label=None, field="node_db_b64"):
-    """Validate a node.db image and return its seed; IdentityError says what is wrong."""
+    """Validate a node.db image and return its seed; IdentityError says what is wrong.
+
+    Refused: no SQLite header, a size that does not match the header (:func:`check_layout`), a database
+    that fails ``PRAGMA quick_check``, no ``node_identity`` table or not exactly one 32-byte BLOB in it."""
     if not db_bytes:
         raise IdentityError("node.db is empty", label, field)
     if not db_bytes.startswith(SQLITE_MAGIC):
         raise IdentityError("is not an SQLite database (no SQLite header)", label, field)
+    check_layout(db_bytes, label, field)
     fd, path = tempfile.mkstemp(prefix="node-", suffix=".db")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(db_bytes)
-        try:
-            conn = sqlite3.connect("file:%s?mode=ro&immutable=1" % path, uri=True)
-        except sqlite3.Error as exc:
-            raise IdentityError("cannot be opened as SQLite: %s" % exc, label, field)
+        conn = open_untrusted(path, label, field)
         try:
             try:
+                try:
+                    problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)").fetchall()]
+                except sqlite3.DatabaseError as exc:
+                    problems = [str(exc)]
+                if problems != ["ok"]:
+                    raise IdentityError("node.db is damaged (SQLite quick_check: %s)" % "; ".join(
+                        str(p)[:120] for p in problems), label, field)
                 has_table = conn.execute(
                     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'node_identity'").fetchone()
                 if not has_table:
@@ -118,6 +166,8 @@ def with_wal(db_bytes, wal_bytes=None):
     """
     if not wal_bytes:
         return db_bytes
+    if db_bytes.startswith(SQLITE_MAGIC):
+        check_layout(db_bytes)
     directory = tempfile.mkdtemp(prefix="node-")
     path = os.path.join(directory, "node.db")
     try:
@@ -125,7 +175,7 @@ def with_wal(db_bytes, wal_bytes=None):
             fh.write(db_bytes)
         with open(path + "-wal", "wb") as fh:
             fh.write(wal_bytes)
-        conn = sqlite3.connect(path)
+        conn = open_untrusted(path, readonly=False)
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             conn.execute("PRAGMA journal_mode = DELETE")

@@ -9,7 +9,9 @@ quote, a newline, a bracket -- can change the file's structure.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
+import posixpath
 import re
 
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import SpecError
@@ -65,8 +67,11 @@ def _merge(base, override):
 NO_RPC_URL = "http://127.0.0.1:9"
 
 
-def build_config(spec, ip):
+def build_config(spec, ip, cockpit_token=None):
     """knarr.toml as data for a normalised node (node_spec.normalize_node) and its allocated address.
+
+    ``cockpit_token`` (the node's own, kept encrypted in the registry) is the cockpit's ``auth_token``: with
+    it the node does not generate one into ``.cockpit_token`` that nobody else knows.
 
     Written for knarr v0.57 (``cli/config_schema.py``, ``cli/main.py``, ``dht/node.py``): the node port
     speaks TLS with a certificate made from the node's seed (``[node] tls``, and ``tls_required`` so a node
@@ -88,7 +93,8 @@ def build_config(spec, ip):
             "tls_required": True,
             "auto_upgrade": False,
         },
-        "cockpit": {"port": spec["cockpit_port"], "bind": spec["cockpit_bind"]},
+        "cockpit": dict({"port": spec["cockpit_port"], "bind": spec["cockpit_bind"]},
+                        **({"auth_token": cockpit_token} if cockpit_token and spec["cockpit_port"] else {})),
         "network": {"bootstrap": list(spec["bootstrap"]), "upnp": bool(spec["upnp"])},
         "token": {"rpc_url": NO_RPC_URL},
         "policy": {"initial_credit": spec["initial_credit"], "min_balance": spec["min_balance"]},
@@ -116,20 +122,88 @@ def render_toml(config):
     return tomli_w.dumps(config)
 
 
-def node_files(node, ip):
-    """The files a node needs besides its identity: path -> (bytes, mode)."""
+def node_files(node, ip, cockpit_token=None):
+    """The files a node needs besides its identity: path -> (bytes, mode).  knarr.toml holds the cockpit's
+    token: it is readable by the node's user only (0600)."""
     return {
-        CONFIG_DIR + "/knarr.toml": (render_toml(build_config(node, ip)).encode("utf-8"), 0o644),
+        CONFIG_DIR + "/knarr.toml": (render_toml(build_config(node, ip, cockpit_token)).encode("utf-8"),
+                                     0o600 if cockpit_token else 0o644),
         CONFIG_DIR + "/skills/echo.py": ((node.get("echo_source") or ECHO_SOURCE).encode("utf-8"), 0o644),
     }
 
 
-def check_overrides(label, overrides):
-    """Refuse config_overrides that TOML cannot hold (null, objects), naming the node, before anything is written."""
+# Keys of knarr.toml whose values name a file or a directory (``[node] storage``, ``[skills.*] handler``,
+# ``[network] tls_cert``/``tls_key``, ``[cockpit] tls_cert``/``tls_key``, and whatever else is named like one).
+PATH_KEY_RE = re.compile(r"(^|_)(storage|handler|path|paths|dir|dirs|directory|file|files|cert|certs|certfile|key|"
+                         r"keyfile|ca|cafile|db|database|socket|log|logfile|plugins?|data)$", re.I)
+# Keys the collection owns in knarr.toml: overriding them would undo what it guarantees.
+OWNED_KEYS = {
+    ("cockpit", "auth_token"): "the cockpit's token is the node's own, kept encrypted in the registry and written by "
+                               "the collection",
+}
+
+
+def is_loopback(host):
+    """Whether a bind address is loopback only (127.0.0.0/8, ::1, localhost)."""
+    if not isinstance(host, str):
+        return False
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip()).is_loopback
+    except ValueError:
+        return False
+
+
+def path_problem(value, handler=False):
+    """Why a path-like value would leave the node's directory (None when it stays inside ``CONFIG_DIR``)."""
+    if not isinstance(value, str):
+        return None
+    path = value.rpartition(":")[0] or value if handler else value
+    if "\x00" in path:
+        return "holds a NUL byte"
+    if path.startswith("~"):
+        return "starts with ~ (a home directory)"
+    resolved = posixpath.normpath(posixpath.join(CONFIG_DIR, path))
+    if resolved != CONFIG_DIR and not resolved.startswith(CONFIG_DIR + "/"):
+        return "resolves to %s, outside the node's directory %s" % (resolved, CONFIG_DIR)
+    return None
+
+
+def _check_tree(label, tree, generated, where):
+    for key, value in tree.items():
+        name = "%s.%s" % (where, key) if where else str(key)
+        field = "config_overrides." + name
+        parent = where.split(".")[0] if where else None
+        if (parent, key) in OWNED_KEYS and where == parent:
+            raise SpecError(label, field, "cannot be overridden: %s" % OWNED_KEYS[(parent, key)])
+        if isinstance(generated, dict) and isinstance(generated.get(key), dict) and not isinstance(value, dict):
+            raise SpecError(label, field, "must be a table: it replaces the generated [%s]" % name)
+        if isinstance(value, dict):
+            _check_tree(label, value, generated.get(key) if isinstance(generated, dict) else None, name)
+            continue
+        if name == "cockpit.bind" and not is_loopback(value):
+            raise SpecError(label, field, "%r is not a loopback address; the cockpit (the node's admin API) only "
+                            "listens on loopback inside its container" % (value,))
+        if PATH_KEY_RE.search(str(key)):
+            for item in value if isinstance(value, list) else [value]:
+                problem = path_problem(item, handler=str(key).lower() == "handler")
+                if problem:
+                    raise SpecError(label, field, "%r %s; files a node uses stay in its own directory"
+                                    % (item, problem))
+
+
+def check_overrides(label, overrides, spec=None):
+    """Refuse config_overrides that TOML cannot hold (null, objects), that point a path-like key (``storage``,
+    a skill ``handler``, a TLS certificate or key, ...) outside the node's directory, that rebind the cockpit
+    to anything but loopback, that replace a generated table by a value or set a key the collection owns
+    (the cockpit's token). Errors name the node and the key, before anything is written."""
     try:
         render_toml(_merge({}, overrides))
     except (TypeError, ValueError) as exc:
         raise SpecError(label, "config_overrides", "cannot be written as TOML: %s" % exc)
+    generated = build_config(spec, "127.0.0.1") if spec is not None else {}
+    _check_tree(label, overrides, generated, "")
 
 
 def parse_payload(payload_json, dry_run=None):

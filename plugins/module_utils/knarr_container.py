@@ -10,12 +10,16 @@ each node's knarr.toml from the node's settings itself; the address and the iden
 
 from __future__ import annotations
 
+import secrets
+
 from ansible_collections.fenrir.fleet.plugins.module_utils import checkpoints
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
+from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_wire as wire
 from ansible_collections.fenrir.fleet.plugins.module_utils.container_files import identity_of, read_file
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
     DockerException, docker_argument_spec, run_with_engine)
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, ModuleFailure
+from ansible_collections.fenrir.fleet.plugins.module_utils.module_runner import RUNTIME_SECRETS
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import secret_values as toml_secrets
 from ansible_collections.fenrir.fleet.plugins.module_utils.naming import container_name, validate_label
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_containers import (
@@ -41,6 +45,7 @@ def argument_spec():
         wait=dict(type="bool", default=True),
         register=dict(type="bool", default=True),
         boot_timeout=dict(type="int", default=60),
+        provisioner_db_b64=dict(type="str", no_log=True),
     )
     spec.update({k: dict(v) for k, v in REGISTRY_ARGS.items()})
     return dict(argument_spec=spec,
@@ -62,14 +67,57 @@ def secret_values(params):
 
 # --------------------------------------------------------------------------- the nodes' work
 
-def _works(reg, params, check_mode, recovered):
-    """One NodeWork per node: its normalised settings, the address and identity the registry holds."""
+def _provisioner(reg, params):
+    """The controller's knarr identity (a ``knarr_wire.Identity``) and whether the registry changed for it.
+
+    Kept encrypted in the registry: made there on first use, or the operator's own (``provisioner_db_b64``, a
+    node.db or a bare 32-byte seed in base64), which replaces the stored one. The seed never leaves this."""
+    seed = None
+    if params.get("provisioner_db_b64"):
+        raw = ident.decode_b64(params["provisioner_db_b64"], field="provisioner_db_b64")
+        seed = raw if len(raw) == ident.SEED_SIZE else ident.read_seed(raw, field="provisioner_db_b64")
+    seed, changed = reg.ensure_provisioner(seed)
+    return wire.Identity(seed), changed
+
+
+def new_cockpit_token():
+    """A node's cockpit token: 256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def _cockpit_tokens(reg, labels, planned):
+    """label -> the node's cockpit token, kept encrypted in the registry beside its seed (made on first use, in one
+    transaction for all the nodes that have none). Nodes only planned (check mode) get a throw-away one."""
+    tokens, missing = {}, []
+    for label in labels:
+        if label in planned:
+            tokens[label] = new_cockpit_token()
+            continue
+        tokens[label] = reg.get_secret(label, "cockpit_token")
+        if tokens[label] is None:
+            missing.append(label)
+    if missing:
+        with reg.transaction():
+            for label in missing:
+                tokens[label] = reg.ensure_secret(label, "cockpit_token", new_cockpit_token)[0]
+    return tokens
+
+
+def _works(reg, params, check_mode, recovered, provisioner, warnings):
+    """One NodeWork per node: its normalised settings, the address and identity the registry holds, its cockpit
+    token; a node without ``provisioner_node_id`` names the provisioner's own in its [peer_overrides]."""
     planned = {a.get("label"): a for a in params["allocations"]}
-    works, seen = [], set()
+    found, seen, only_planned = [], set(), set()
     former = reg.former_locations()
     for raw in params["nodes"]:
         node = normalize_node(raw, validated=True)
         label = node["label"]
+        if node.get("provisioner_node_id") is None:
+            node["provisioner_node_id"] = provisioner.node_id
+        elif not provisioner.node_id.startswith(node["provisioner_node_id"]):
+            warnings.append("node %r: provisioner_node_id %s is not this registry's provisioner identity (%s); "
+                            "[peer_overrides] names a key the proof of life is not signed with"
+                            % (label, node["provisioner_node_id"], provisioner.node_id))
         if label in seen:
             raise FleetError("given twice", label=label, field="label")
         seen.add(label)
@@ -81,6 +129,7 @@ def _works(reg, params, check_mode, recovered):
                 raise FleetError("has no address in the registry %s; reserve one with fenrir.fleet.fleet_registry "
                                  "first" % registry_location(reg.path), label=label, field="label")
             ip, shown_id = plan["ip"], plan.get("node_id")  # check mode: what fleet_registry planned
+            only_planned.add(label)
         else:
             ip = record["ip"]
         if node.get("ip") and node["ip"] != ip:
@@ -92,8 +141,14 @@ def _works(reg, params, check_mode, recovered):
                 raise FleetError("the registry holds no identity for it", label=label, field="identity")
             # Check mode: a placeholder seed, nothing is written; diffs show the node id that was planned.
             seed = ident.new_seed()
-        works.append(NodeWork(node, ip, seed, reg.path, params["network"], node_id=shown_id, former=former))
-    return works
+            only_planned.add(label)
+        found.append((node, ip, seed, shown_id))
+    # Probing renders no file: no token is needed (nor made) for it.
+    tokens = {} if params["state"] == "probed" else _cockpit_tokens(
+        reg, [n["label"] for n, dummy, dummy2, dummy3 in found if n["cockpit_port"]], only_planned)
+    return [NodeWork(node, ip, seed, reg.path, params["network"], node_id=shown_id,
+                     cockpit_token=tokens.get(node["label"]), former=former)
+            for node, ip, seed, shown_id in found]
 
 
 def _recover_identities(reg, client, nodes, check_mode):
@@ -171,16 +226,18 @@ def _register_proven(reg, works):
 
 def start_nodes(params, client, check_mode, diff):
     """state=started (setup-docker, wait-for-boot, register-fleet) and state=probed (the last two only)."""
+    warnings = []
     with Registry(params["registry"], key_file=params.get("key_file"), check_mode=check_mode) as reg:
+        provisioner, provisioner_changed = _provisioner(reg, params)
         recovered = _recover_identities(reg, client, params["nodes"], check_mode)
-        works = _works(reg, params, check_mode, recovered)
+        works = _works(reg, params, check_mode, recovered, provisioner, warnings)
         if params["state"] == "probed":
-            probe_works(works, params["parallelism"], params["boot_timeout"])
+            probe_works(works, params["parallelism"], params["boot_timeout"], identity=provisioner)
             if params["register"]:
                 _register_proven(reg, works)
-            return _outcome(works, check_mode, None, diff, "answer")
+            return _outcome(works, check_mode, None, diff, "answer", provisioner, provisioner_changed, warnings)
         rec = Reconciler(client, check_mode=check_mode, parallelism=params["parallelism"],
-                         boot_timeout=params["boot_timeout"], wait=params["wait"])
+                         boot_timeout=params["boot_timeout"], wait=params["wait"], identity=provisioner)
         problems = [p for p in rec.preflight(works) if not (check_mode and p[1] == "network")]
         if problems:
             raise FleetError("; ".join(str(FleetError(message, label=label, field=field))
@@ -188,13 +245,16 @@ def start_nodes(params, client, check_mode, diff):
         rec.run(works)
         checkpoints.reached("before_record")
         _record(reg, rec, works, check_mode, params["register"])
-    return _outcome(works, check_mode, rec, diff, "reconciled")
+    return _outcome(works, check_mode, rec, diff, "reconciled", provisioner, provisioner_changed, warnings)
 
 
-def _outcome(works, check_mode, rec, diff, verb):
+def _outcome(works, check_mode, rec, diff, verb, provisioner, provisioner_changed, warnings):
     failed = [w for w in works if w.failed]
     result = dict(
-        changed=any(w.changed for w in works),
+        changed=any(w.changed for w in works) or provisioner_changed,
+        provisioner_node_id=provisioner.node_id,
+        warnings=warnings,
+        **{RUNTIME_SECRETS: sorted(w.cockpit_token for w in works if w.cockpit_token)},
         nodes=[w.result(check_mode) for w in works],
         failed_nodes=[w.label for w in failed],
         msg=("%d of %d nodes failed: %s" % (len(failed), len(works), "; ".join(
@@ -205,6 +265,8 @@ def _outcome(works, check_mode, rec, diff, verb):
         for w in works:
             if w.changed:
                 before[w.label], after[w.label] = rec.diff_views(w)
+        if provisioner_changed:
+            before["_provisioner"], after["_provisioner"] = None, dict(node_id=provisioner.node_id)
         result["diff"] = dict(before=before, after=after)
     return result
 

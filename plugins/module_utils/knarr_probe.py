@@ -33,19 +33,12 @@ class WrongIdentity(ProbeError):
     """The node answered, but not as the identity we expect.  Its message contains "wrong identity"."""
 
 
-_DEFAULT_IDENTITY = None
-
-
-def default_identity():
-    """The probe's own throw-away identity: made once per process, so its key is derived only once."""
-    global _DEFAULT_IDENTITY
-    if _DEFAULT_IDENTITY is None:
-        _DEFAULT_IDENTITY = wire.Identity.generate()
-    return _DEFAULT_IDENTITY
-
-
 def _identity(identity):
-    return default_identity() if identity is None else wire.as_identity(identity)
+    """The identity a probe signs with: the provisioner's (a node knows it from its [peer_overrides]).  There
+    is no default: a probe that signs with a throw-away key must say so (``wire.Identity.generate()``)."""
+    if identity is None:
+        raise ValueError("a probe signs with the provisioner's identity: give identity= (an Identity or a seed)")
+    return wire.as_identity(identity)
 
 
 def _describe_error(error):
@@ -129,11 +122,11 @@ def _check_echo(reply, sent, token, signer):
             got if got is not None else output,))
 
 
-def probe_once(ip, port, expected_node_id=None, timeout=2.0, *, identity=None, tls=True):
+def probe_once(ip, port, expected_node_id=None, timeout=2.0, *, identity, tls=True):
     """One attempt: HEARTBEAT, then echo of a fresh text, on one connection.  Returns the node's status.
 
-    ``identity`` signs the probe's messages (an ``Identity`` or a 32-byte seed; by default a throw-away one
-    made once per process).  ``tls=False`` for a node with ``[node] tls = false``.  The status dict holds
+    ``identity`` signs the probe's messages: the provisioner's identity (an ``Identity``, or its 32-byte
+    seed), the key the node's ``[peer_overrides]`` names.  ``tls=False`` for a node with ``[node] tls = false``.  The status dict holds
     ``node_id``, ``public_key``, ``version``, ``min_protocol_version``, ``tls``, ``cert_node_id`` (None
     without TLS) and ``echo_ms``.  Raises :class:`ProbeError` (:class:`WrongIdentity` for another identity)
     or OSError (refused, unreachable, timed out, TLS handshake failed).
@@ -167,7 +160,7 @@ def probe_once(ip, port, expected_node_id=None, timeout=2.0, *, identity=None, t
 
 
 def wait_until_alive(ip, port, expected_node_id=None, timeout=60.0, interval=0.05, still_running=None, *,
-                     identity=None, tls=True):
+                     identity, tls=True):
     """Poll until the node proves itself (see :func:`probe_once`), or ``timeout`` seconds pass.
 
     ``still_running`` (optional callable) is asked about once a second; when it returns a string the wait

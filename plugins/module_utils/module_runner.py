@@ -6,6 +6,10 @@ Each module's logic lives in a module_utils file named after it, which provides 
 contract, documented in the module file) and ``run(params, check_mode, diff)`` (returns the result or raises
 ModuleFailure); optionally ``REQUIREMENTS`` (Python libraries) and ``secret_values(params)`` (values to mask
 that are not options marked no_log, such as a token inside config_overrides).
+
+Secrets a run only comes to know while it runs (a node's cockpit token, read from the registry) are handed
+back under :data:`RUNTIME_SECRETS` in the result (or a ModuleFailure's): they are masked like no_log values
+and the key itself is removed before anything is returned.
 """
 
 from __future__ import annotations
@@ -33,9 +37,18 @@ def missing_library(names):
     return None
 
 
+#: Result key under which a module's logic hands over the secrets it came to know while running.
+RUNTIME_SECRETS = "_fenrir_secret_values"
+
+
 def secret_values(logic, params):
     finder = getattr(logic, "secret_values", None)
     return set(finder(params)) if finder else set()
+
+
+def runtime_secrets(result):
+    """Remove and return the secrets a run handed over in ``result`` (see :data:`RUNTIME_SECRETS`)."""
+    return {str(v) for v in (result.pop(RUNTIME_SECRETS, None) or ()) if v not in (None, "")}
 
 
 def run_module(module, logic):
@@ -49,5 +62,8 @@ def run_module(module, logic):
     try:
         result = logic.run(module.params, module.check_mode, module._diff)
     except ModuleFailure as exc:
-        module.fail_json(**exc.result)
+        failure = dict(exc.result)
+        module.no_log_values.update(runtime_secrets(failure))
+        module.fail_json(**failure)
+    module.no_log_values.update(runtime_secrets(result))
     module.exit_json(**result)

@@ -20,28 +20,34 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.fenrir.fleet.plugins.module_utils import checkpoints
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
 from ansible_collections.fenrir.fleet.plugins.module_utils.container_files import (
-    IdentityFile, file_view, identity_of, make_tar, quick_same, read_files, same_file, stat_file)
+    ContainerFileError, IdentityFile, file_view, identity_of, make_tar, quick_same, read_files, same_file, size_cap,
+    stat_file)
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import APIError, NotFound
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_probe import ProbeError, wait_until_alive
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import node_files
-from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import container_digest
+from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import (
+    DATA_DIR, HARDENING, LOG_MAX_FILE, LOG_MAX_SIZE, NODE_USER, TMPFS, container_digest)
 
 LABEL_PREFIX = "fenrir.fleet."
 ROLE_LABEL = LABEL_PREFIX + "role"
 ROLE_VALUE = "knarr-node"
-NODE_DB_PATH = "/opt/knarr/node.db"
+NODE_DB_PATH = DATA_DIR + "/node.db"
+# The TLS certificate a knarr node makes from its seed when (and only when) it finds none.
+NODE_CERT_PATHS = (DATA_DIR + "/cert.pem", DATA_DIR + "/key.pem")
 
 
 class NodeWork:
     """One node's desired state and, after reconcile(), what happened to it."""
 
-    def __init__(self, spec, ip, seed, registry_path, network, node_id=None, former=()):
+    def __init__(self, spec, ip, seed, registry_path, network, node_id=None, cockpit_token=None, former=()):
         self.spec = spec  # the node's settings, normalised (node_spec.normalize_node)
         self.label = spec["label"]
         self.name = spec["server_id"]
         self.ip = ip
         self.network = network
-        self.files = node_files(spec, ip)  # path -> (bytes, mode), node.db aside
+        self.files = node_files(spec, ip, cockpit_token)  # path -> (bytes, mode), node.db aside
+        self.cockpit_token = cockpit_token  # a secret: never in a result
         self.seed = seed
         self.node_id = node_id or ident.node_id_from_seed(seed)
         self.registry_path = registry_path
@@ -83,6 +89,20 @@ class NodeWork:
 
 # --------------------------------------------------------------------------- comparing
 
+def _security_opts(options):
+    """SecurityOpt as a comparable list ("no-new-privileges:true" is "no-new-privileges")."""
+    return sorted("no-new-privileges" if o in ("no-new-privileges:true", "no-new-privileges=true") else o
+                  for o in options or [])
+
+
+def _mounts(host):
+    """(type, target) of the container's mounts and tmpfs, sorted."""
+    found = [(m.get("Type"), m.get("Target")) for m in host.get("Mounts") or []]
+    found += [("tmpfs", target) for target in host.get("Tmpfs") or {}]
+    found += [("bind", b.split(":")[1]) for b in host.get("Binds") or [] if ":" in b]
+    return sorted(found)
+
+
 def container_view(info, network):
     """The settings of an inspected container this module manages, as a plain dict."""
     if info is None:
@@ -90,6 +110,7 @@ def container_view(info, network):
     host = info.get("HostConfig") or {}
     net = ((info.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
     ipam = net.get("IPAMConfig") or {}
+    log = host.get("LogConfig") or {}
     return dict(
         name=info["Name"].lstrip("/"),
         image=info["Config"].get("Image"),
@@ -98,8 +119,17 @@ def container_view(info, network):
         ip=ipam.get("IPv4Address") or net.get("IPAddress") or None,
         memory=host.get("Memory"),
         pids_limit=host.get("PidsLimit"),
+        nano_cpus=host.get("NanoCpus") or 0,
         restart_policy=(host.get("RestartPolicy") or {}).get("Name") or "no",  # the engine may report "" for no
         ports_published=bool(host.get("PortBindings")),
+        user=info["Config"].get("User") or "",
+        cap_drop=sorted(host.get("CapDrop") or []),
+        cap_add=sorted(host.get("CapAdd") or []),
+        security_opt=_security_opts(host.get("SecurityOpt")),
+        privileged=bool(host.get("Privileged")),
+        log=[log.get("Type"), (log.get("Config") or {}).get("max-size"), (log.get("Config") or {}).get("max-file")],
+        read_only=bool(host.get("ReadonlyRootfs")),
+        mounts=_mounts(host),
         labels={k: v for k, v in (info["Config"].get("Labels") or {}).items() if k.startswith(LABEL_PREFIX)},
         state=(info.get("State") or {}).get("Status"),
     )
@@ -107,16 +137,27 @@ def container_view(info, network):
 
 def desired_view(work, image_id):
     spec = work.spec
+    mounts = sorted([("tmpfs", t) for t in TMPFS] + [("volume", DATA_DIR)]) if spec["read_only"] else []
     return dict(name=work.name, image=spec["image"], image_id=image_id, network=work.network, ip=work.ip,
-                memory=spec["memory_bytes"], pids_limit=spec["pids_limit"], restart_policy=spec["restart_policy"],
-                ports_published=False, labels=work.labels, state="running")
+                memory=spec["memory_bytes"], pids_limit=spec["pids_limit"], nano_cpus=spec["nano_cpus"],
+                restart_policy=spec["restart_policy"], ports_published=False, user=HARDENING["user"],
+                cap_drop=list(HARDENING["cap_drop"]), cap_add=list(HARDENING["cap_add"]),
+                security_opt=list(HARDENING["security_opt"]), privileged=HARDENING["privileged"],
+                log=list(HARDENING["log"]), read_only=bool(spec["read_only"]), mounts=mounts,
+                labels=work.labels, state="running")
+
+
+#: What is compared between an inspected container and the wanted one: any difference means a new container.
+CONTAINER_FIELDS = ("image_id", "network", "ip", "memory", "pids_limit", "nano_cpus", "restart_policy",
+                    "ports_published", "user", "cap_drop", "cap_add", "security_opt", "privileged", "log", "read_only",
+                    "mounts")
 
 
 def recreate_reasons(current, desired, former=()):
     reasons = []
-    for key in ("image_id", "network", "ip", "memory", "pids_limit", "restart_policy", "ports_published"):
+    for key in CONTAINER_FIELDS:
         if current[key] != desired[key]:
-            reasons.append("%s %s -> %s" % (key, current[key], desired[key]))
+            reasons.append("%s %s -> %s" % (key, _shown(current[key]), _shown(desired[key])))
     for key, value in desired["labels"].items():
         have = current["labels"].get(key)
         if key == LABEL_PREFIX + "registry" and have and foreign_registry(current["labels"], value, former) is None:
@@ -126,11 +167,18 @@ def recreate_reasons(current, desired, former=()):
     return reasons
 
 
+def _shown(value):
+    if isinstance(value, list):
+        return "[%s]" % ", ".join("/".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v) for v in value)
+    return value
+
+
 # --------------------------------------------------------------------------- the engine
 
 class Reconciler:
-    def __init__(self, client, check_mode=False, parallelism=8, boot_timeout=60.0, wait=True):
+    def __init__(self, client, check_mode=False, parallelism=8, boot_timeout=60.0, wait=True, identity=None):
         self.client = client
+        self.identity = identity  # the provisioner's: what the proof of life is signed with
         self.api = client.api
         self.check_mode = check_mode
         self.parallelism = max(1, int(parallelism))
@@ -212,7 +260,7 @@ class Reconciler:
     def _one(self, work):
         try:
             self._reconcile(work)
-        except (APIError, ProbeError, OSError, ident.IdentityError) as exc:
+        except (APIError, ProbeError, OSError, FleetError) as exc:
             work.failed = True
             work.reason = work.reason or engine_reason(exc)
         except Exception as exc:  # never let one node's surprise take the others down
@@ -224,7 +272,7 @@ class Reconciler:
     def discard(self, work):
         """Remove the container this run made or changed for a node that failed (or lost its record)."""
         try:
-            self.api.remove_container(work.name, force=True)
+            self.api.remove_container(work.name, force=True, v=True)
             work.actions.append("remove failed container")
         except NotFound:
             pass
@@ -251,9 +299,8 @@ class Reconciler:
 
         reasons = recreate_reasons(current, desired, work.former) if current is not None else []
         fresh = current is None or bool(reasons)
-        if fresh:
-            current_files = {p: None for p in desired_files}
-        else:
+        identity_replaced = False
+        if not fresh:
             # Quick check first (one HEAD per file); bytes are read only for files that fail it.
             current_files = {}
             for path, want in desired_files.items():
@@ -262,6 +309,15 @@ class Reconciler:
             unsure = [p for p in desired_files if p not in current_files]
             if unsure:
                 current_files.update(read_files(self.api, work.name, unsure))
+            replaced = self._identity_replaced(work, current_files[NODE_DB_PATH], desired_files[NODE_DB_PATH])
+            if replaced:
+                # knarr makes its TLS certificate from its seed only when it finds none: a node.db of another
+                # identity has left one (cert.pem/key.pem), and the node would show that identity's key. A new
+                # container starts clean (and without that identity's peers, ledger, ... in its data).
+                reasons.append(replaced)
+                fresh = identity_replaced = True
+        if fresh:
+            current_files = {p: None for p in desired_files}
         to_put = {p: c for p, c in desired_files.items() if not same_file(p, current_files[p], c)}
         work.compared = (current, desired, current_files, desired_files)
         running = current is not None and current["state"] == "running" and not fresh
@@ -282,11 +338,11 @@ class Reconciler:
             return
 
         if current is not None and reasons:
-            kept = self._kept_node_db(work, current["state"] == "running")
+            kept = None if identity_replaced else self._kept_node_db(work, current["state"] == "running")
             if kept is not None:
                 desired_files[NODE_DB_PATH] = to_put[NODE_DB_PATH] = kept
                 work.actions.append("keep node.db")
-            self.api.remove_container(work.name, force=True)
+            self.api.remove_container(work.name, force=True, v=True)
             work.actions.append("remove (%s)" % "; ".join(reasons))
         if fresh:
             work.container_id = self._create(work)
@@ -295,7 +351,9 @@ class Reconciler:
         else:
             work.container_id = info["Id"]
         if to_put:
-            self.api.put_archive(work.name, "/", make_tar({p: (bytes(c), m) for p, (c, m) in to_put.items()}))
+            # Into the node's directory, not '/': a read-only container takes archives only into its volume.
+            self.api.put_archive(work.name, DATA_DIR,
+                                 make_tar({p: (bytes(c), m) for p, (c, m) in to_put.items()}, DATA_DIR))
             work.actions.append("put %s" % ", ".join(sorted(posixpath.basename(p) for p in to_put)))
             checkpoints.reached("after_put")
         if not running:
@@ -307,10 +365,30 @@ class Reconciler:
             work.actions.append("restart")
         work.state = "running"
 
+    def _identity_replaced(self, work, current, desired):
+        """Why the container must be made anew for its identity (None when it need not): its node.db holds
+        another identity, or it has none but a TLS certificate is there (made for an identity now gone)."""
+        if current is not None:
+            seed = current[0].seed if isinstance(current[0], IdentityFile) else identity_of(current[0])
+            if seed is not None and hmac.compare_digest(seed, work.seed):
+                return None  # the same identity (perhaps another mode: put again, no new container)
+            shown = ident.node_id_from_seed(seed) if seed is not None else "none (not a knarr identity)"
+            return "node.db holds node %s, the registry's is %s" % (shown, work.node_id)
+        stale = [p for p in NODE_CERT_PATHS if stat_file(self.api, work.name, p) is not None]
+        if stale:
+            return "no node.db but %s of an earlier identity" % " and ".join(posixpath.basename(p) for p in stale)
+        return None
+
     def _kept_node_db(self, work, running):
         """The node's own node.db (its peers, ledger, ... besides the identity) from the container about to
         be recreated, when it holds the node's identity; None otherwise. The node is stopped first so
-        that it closes the database cleanly."""
+        that it closes the database cleanly -- but not for a node.db too large to read (refused before)."""
+        for path in (NODE_DB_PATH, NODE_DB_PATH + "-wal"):
+            found = stat_file(self.api, work.name, path)
+            if found and isinstance(found[0], int) and found[0] > size_cap(path):
+                raise ContainerFileError("%s in container %s is %d bytes, more than the %d the collection reads; "
+                                         "it cannot be carried into a new container" % (
+                                             path, work.name, found[0], size_cap(path)))
         try:
             if running:
                 self.api.stop(work.name, timeout=10)
@@ -331,18 +409,29 @@ class Reconciler:
 
     def _create(self, work):
         spec = work.spec
+        extra = {}
+        if spec["nano_cpus"]:
+            extra["nano_cpus"] = spec["nano_cpus"]
+        if spec["read_only"]:
+            # put_archive into a read-only root filesystem is refused by the engine, but not into a volume: the
+            # node's directory is an anonymous volume (filled from the image, removed with the container).
+            extra.update(read_only=True, tmpfs=dict(TMPFS), mounts=[{"Type": "volume", "Target": DATA_DIR}])
         host_config = self.api.create_host_config(
             mem_limit=spec["memory_bytes"],
             memswap_limit=spec["memory_bytes"],
             pids_limit=spec["pids_limit"],
             restart_policy={"Name": spec["restart_policy"]},
             network_mode=work.network,
+            cap_drop=list(HARDENING["cap_drop"]),
+            security_opt=list(HARDENING["security_opt"]),
+            log_config={"Type": "json-file", "Config": {"max-size": LOG_MAX_SIZE, "max-file": LOG_MAX_FILE}},
+            **extra
         )
         networking = self.api.create_networking_config({
             work.network: self.api.create_endpoint_config(ipv4_address=work.ip),
         })
         created = self.api.create_container(
-            image=spec["image"], name=work.name, hostname=work.name, labels=work.labels,
+            image=spec["image"], name=work.name, hostname=work.name, labels=work.labels, user=NODE_USER,
             host_config=host_config, networking_config=networking, detach=True,
         )
         return created["Id"]
@@ -364,8 +453,8 @@ class Reconciler:
             return None
 
         try:
-            status, waited = wait_until_alive(work.ip, work.spec["port"], work.node_id,
-                                              timeout=self.boot_timeout, still_running=still_running)
+            status, waited = wait_until_alive(work.ip, work.spec["port"], work.node_id, timeout=self.boot_timeout,
+                                              still_running=still_running, identity=self.identity)
         except ProbeError as exc:
             work.failed = True
             work.reason = "node %s (%s) is not alive: %s" % (work.label, work.name, exc)
@@ -387,11 +476,13 @@ def engine_reason(exc):
     return str(explanation or exc)
 
 
-def probe_works(works, parallelism=8, timeout=60.0):
-    """Wait-for-boot only: probe each node (no container changes).  Fills failed/reason/status."""
+def probe_works(works, parallelism=8, timeout=60.0, identity=None):
+    """Wait-for-boot only: probe each node (no container changes), signed by ``identity`` (the provisioner's).
+    Fills failed/reason/status."""
     def one(work):
         try:
-            status, waited = wait_until_alive(work.ip, work.spec["port"], work.node_id, timeout=timeout)
+            status, waited = wait_until_alive(work.ip, work.spec["port"], work.node_id, timeout=timeout,
+                                              identity=identity)
             work.status, work.boot_seconds, work.proven = status, waited, True
         except (ProbeError, OSError) as exc:
             work.failed, work.reason = True, "node %s is not alive: %s" % (work.label, exc)
@@ -438,7 +529,7 @@ def remove_containers(client, names, check_mode=False, parallelism=8, registry_p
             results[name] = "removed"
             return
         try:
-            client.api.remove_container(name, force=True)
+            client.api.remove_container(name, force=True, v=True)  # and its anonymous volume (read_only)
             results[name] = "removed"
         except NotFound:
             results[name] = "absent"

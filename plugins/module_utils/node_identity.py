@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import base64
 import hmac
+import posixpath
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
-from ansible_collections.fenrir.fleet.plugins.module_utils.container_files import identity_of, make_tar, read_file
+from ansible_collections.fenrir.fleet.plugins.module_utils.container_files import (
+    identity_of, make_tar, read_file, stat_file)
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import docker_argument_spec, run_with_engine
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, ModuleFailure
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Registry
@@ -47,6 +49,47 @@ def _file_mode(value):
     if not 0 <= mode <= 0o7777:
         raise FleetError("%r is not a file mode (0000-7777)" % (value,), field="mode")
     return mode
+
+
+def _certificate_of(seed, cert_pem):
+    """Whether a PEM certificate's key is the Ed25519 key of ``seed`` (knarr's cert.pem for that identity)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    try:
+        key = x509.load_pem_x509_certificate(cert_pem).public_key()
+    except ValueError:
+        return False
+    mine = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return isinstance(key, Ed25519PublicKey) and key.public_bytes(Encoding.Raw, PublicFormat.Raw) == mine
+
+
+def stale_certificate(api, container, directory, seed):
+    """The cert.pem/key.pem beside a node.db that were made for another identity ([] when none is there, or
+    when cert.pem is that of ``seed``). knarr makes them from its seed only when they are missing: left there,
+    a node given a new node.db would still show the old identity's key."""
+    cert_path, key_path = posixpath.join(directory, "cert.pem"), posixpath.join(directory, "key.pem")
+    cert = read_file(api, container, cert_path)
+    key_there = stat_file(api, container, key_path) is not None
+    if cert is not None and _certificate_of(seed, cert[0]):
+        return []
+    return [p for p, there in ((cert_path, cert is not None), (key_path, key_there)) if there]
+
+
+def remove_files(api, container, paths, who):
+    """Remove files from a running container (the Docker API has no delete: one ``rm`` in it)."""
+    state = (api.inspect_container(container).get("State") or {})
+    if not state.get("Running"):
+        raise FleetError("container %s holds %s made for another identity, and files can be removed only from a "
+                         "running container; start it (or remove it) and run again"
+                         % (container, " and ".join(posixpath.basename(p) for p in paths)), label=who, field="container")
+    exec_id = api.exec_create(container, ["rm", "-f", "--"] + list(paths), stdout=True, stderr=True)["Id"]
+    output = api.exec_start(exec_id)
+    code = api.exec_inspect(exec_id).get("ExitCode")
+    if code != 0:
+        raise FleetError("removing %s from container %s failed (exit %s): %s" % (
+            ", ".join(paths), container, code, (output or b"").decode("utf-8", "replace").strip()[:200]),
+            label=who, field="container")
 
 
 def node_identity(params, client, check_mode):
@@ -106,15 +149,23 @@ def node_identity(params, client, check_mode):
         node_id = ident.node_id_from_seed(seed)
         changed = registry_changed
         container_changed = False
+        stale = []
         if container:
             same = current is not None and current_seed is not None and current[1] == mode and \
                 hmac.compare_digest(current_seed, seed)
             if not same:
                 container_changed = changed = True
+                directory = posixpath.dirname(path)
+                stale = stale_certificate(client.api, container, directory, seed)
                 if not check_mode:
-                    client.api.put_archive(container, "/", make_tar({path: (ident.build_node_db(seed), mode)}))
+                    if stale:
+                        remove_files(client.api, container, stale, who)
+                    # Into the file's directory, not '/': a read-only container takes archives into volumes only.
+                    client.api.put_archive(container, directory,
+                                           make_tar({path: (ident.build_node_db(seed), mode)}, directory))
         result = dict(
             changed=changed, node_id=node_id, source=source, container=container, path=path if container else None,
+            removed=stale,
             diff=dict(before=dict(node_id=ident.node_id_from_seed(current_seed) if current_seed else None,
                                   present=current is not None),
                       after=dict(node_id=node_id, present=True)) if container_changed else dict(before={}, after={}),

@@ -30,6 +30,8 @@ NODE_OPTIONS = dict(
     image=dict(type="str", default="knarr-cluster-node:latest"),
     memory=dict(type="raw", default="256m"),
     pids_limit=dict(type="int", default=50),
+    cpus=dict(type="float"),
+    read_only=dict(type="bool", default=False),
     restart_policy=dict(type="str", default="unless-stopped", choices=RESTART_POLICIES),
     port=dict(type="int", default=9010),
     sidecar_port=dict(type="int", default=9011),
@@ -50,9 +52,21 @@ NODE_OPTIONS = dict(
 # The fleet's bridge network (one per Docker host): a fleet setting, not a node's.
 NETWORK_OPTION = dict(type="str", default="fenrir-fleet")
 # Set by normalize_node; a node given back to it keeps them.
-DERIVED = ("memory_bytes", "server_id")
+DERIVED = ("memory_bytes", "server_id", "nano_cpus")
 # Settings whose change needs a new container (the rest are files in it).
-CONTAINER_SETTINGS = ("image", "memory_bytes", "pids_limit", "restart_policy")
+CONTAINER_SETTINGS = ("image", "memory_bytes", "pids_limit", "restart_policy", "nano_cpus", "read_only")
+# What every node container gets, whatever its settings (CIS Docker Benchmark 4.1, 5.3, 5.25, 5.10/5.11 with the
+# limits above): the node image's unprivileged user, no capability at all, no privilege gained through exec,
+# bounded logs.  Part of the container digest, so a container made without them is recreated.
+NODE_USER = "10001:10001"
+LOG_MAX_SIZE = "10m"
+LOG_MAX_FILE = "3"
+HARDENING = dict(user=NODE_USER, cap_drop=["ALL"], cap_add=[], security_opt=["no-new-privileges"], privileged=False,
+                 log=["json-file", LOG_MAX_SIZE, LOG_MAX_FILE])
+# With read_only: the root filesystem is read-only, the node's directory is a volume of its own (filled from the
+# image, removed with the container) and /tmp a small tmpfs.
+DATA_DIR = "/opt/knarr"
+TMPFS = {"/tmp": "rw,noexec,nosuid,nodev,size=16m"}
 
 HEX_RE = re.compile(r"^[0-9a-f]{16,64}$")
 _MEM_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
@@ -128,9 +142,17 @@ def normalize_node(node, validated=False):
     _port(node, "port", allow_zero=False)
     _port(node, "sidecar_port")
     _port(node, "cockpit_port")
+    from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import is_loopback
+    if not is_loopback(node["cockpit_bind"]):
+        raise SpecError(label, "cockpit_bind", "%r is not a loopback address; the cockpit (the node's admin API) only "
+                        "listens on loopback inside its container" % (node["cockpit_bind"],))
     if isinstance(node["pids_limit"], bool) or node["pids_limit"] < 1:
         raise SpecError(label, "pids_limit", "%r is not a positive integer" % (node["pids_limit"],))
     node["memory_bytes"] = parse_memory(node["memory"], label)
+    cpus = node.get("cpus")
+    if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0.01 <= cpus <= 1024):
+        raise SpecError(label, "cpus", "%r is not a number of CPUs from 0.01 up (Docker's --cpus)" % (cpus,))
+    node["nano_cpus"] = int(round(cpus * 1e9)) if cpus is not None else 0
     for peer in node["bootstrap"]:
         check_hostport(label, "bootstrap", peer)
     pid = node["provisioner_node_id"]
@@ -142,11 +164,12 @@ def normalize_node(node, validated=False):
     node["server_id"] = container_name(label)
     if node["config_overrides"]:
         from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import check_overrides
-        check_overrides(label, node["config_overrides"])
+        check_overrides(label, node["config_overrides"], dict(node, config_overrides={}))
     return node
 
 
 def container_digest(node, network):
-    """A stable digest of the container-level settings (a change of any of them needs a new container)."""
-    settings = dict({k: node[k] for k in CONTAINER_SETTINGS}, network=network)
+    """A stable digest of the container-level settings and the hardening every node container gets (a change of any
+    of them needs a new container)."""
+    settings = dict({k: node[k] for k in CONTAINER_SETTINGS}, network=network, hardening=HARDENING)
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

@@ -46,7 +46,10 @@ options:
     type: str
     default: fenrir-fleet
   probe:
-    description: Also ask every running node for its status and echo (proof of life).
+    description:
+      - Also ask every running node for its status and echo (proof of life), signed with the registry's provisioner
+        identity (which needs the registry's key, see O(key_file)); a registry without one (or without its key at
+        hand) is probed with a throw-away identity.
     type: bool
     default: false
   port:
@@ -218,6 +221,10 @@ summary:
   returned: success
   type: dict
   sample: {nodes: 3, containers: 2, ok: 2, drifted: 1, container_missing: 1, stopped: 0, address_differs: 0}
+provisioner_node_id:
+  description: The node id of the provisioner identity the probes were signed with; null for a throw-away one.
+  returned: when O(probe=true)
+  type: str
 released:
   description:
     - Labels of the records marked failed and freed by O(release_stale=true) (in check mode, that would be);

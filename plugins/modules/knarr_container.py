@@ -13,12 +13,18 @@ description:
   - The address and the identity come from the fleet registry (O(registry)), reserved beforehand by
     M(fenrir.fleet.fleet_registry); the identity is written into the container as C(/opt/knarr/node.db),
     with C(knarr.toml) (rendered here from the node's settings by a TOML writer) and C(skills/echo.py).
-  - The container gets the fixed address on the fleet network, a hard memory limit (no swap), a PID limit,
-    the restart policy and labels tying it to the registry. No port is published.
-  - A container whose image, network, address, limits or restart policy differ is recreated; files whose content
-    differs are put (for C(node.db), when the identity inside differs) and a running node is restarted;
-    a stopped one is started. Then the module waits until each node answers its status with the expected
-    node id and its echo skill returns what it was sent.
+  - The container gets the fixed address on the fleet network, a hard memory limit (no swap), a PID limit, an
+    optional CPU limit, the restart policy and labels tying it to the registry. No port is published.
+  - Least privilege, whatever the settings - it runs as the node image's user C(10001:10001), with every Linux
+    capability dropped (C(cap_drop=ALL), none added), C(no-new-privileges), and a C(json-file) log bounded to
+    3 files of 10 MB. With O(nodes[].read_only) its root filesystem is read-only.
+  - A container whose image, network, address, limits, restart policy or hardening differ is recreated, keeping
+    the node's C(node.db); files whose content differs are put and a running node is restarted; a stopped one is
+    started. A container whose C(node.db) holds another identity than the registry's (replaced behind its back) is
+    made anew, so that nothing of that identity (the C(cert.pem)/C(key.pem) knarr made from it) is left.
+  - Then the module waits until each node proves, in knarr's own signed protocol and signed with the provisioner's
+    identity (O(provisioner_db_b64)), that it holds the registry's identity and its echo skill returns what it was
+    sent.
   - Nodes are reconciled in parallel over the Docker API (O(parallelism) at a time).
   - A node that fails after this run touched it has its container removed and its record marked C(failed) with the
     reason; a later run retries it. Nodes proven alive are recorded C(online) (see O(register)).
@@ -67,6 +73,18 @@ options:
         description: Most processes the container may hold.
         type: int
         default: 50
+      cpus:
+        description:
+          - CPU limit, in CPUs (C(0.5) is half a CPU; Docker's C(--cpus)); at least C(0.01) and at most the
+            engine's CPU count. Unset, no limit.
+        type: float
+      read_only:
+        description:
+          - A read-only root filesystem. The node's directory C(/opt/knarr) is then an anonymous volume of the
+            container (filled from the image, removed with the container) - the engine puts files only into a
+            volume of a read-only container - and C(/tmp) a tmpfs of 16 MB.
+        type: bool
+        default: false
       restart_policy:
         description: Docker restart policy.
         type: str
@@ -85,11 +103,14 @@ options:
         type: str
         default: eu
       cockpit_port:
-        description: The cockpit (HTTP status API) port, C(0) turns it off.
+        description:
+          - The cockpit (the node's HTTP status and admin API) port, C(0) turns it off. Its C(auth_token) is the
+            node's own, random, kept encrypted in the registry and written into C(knarr.toml) (mode 0600); it is
+            masked in results and diffs.
         type: int
         default: 8080
       cockpit_bind:
-        description: Address the cockpit binds to inside the container.
+        description: Address the cockpit binds to inside the container; a loopback address only.
         type: str
         default: 127.0.0.1
       bootstrap:
@@ -102,7 +123,10 @@ options:
         type: bool
         default: false
       provisioner_node_id:
-        description: The provisioner's node id; its first 16 characters map to O(nodes[].provisioner_endpoint) in C([peer_overrides]).
+        description:
+          - The provisioner's node id; its first 16 characters map to O(nodes[].provisioner_endpoint) in C([peer_overrides]).
+          - Default the node id of the registry's provisioner identity (see O(provisioner_db_b64)), the key the proof of
+            life is signed with.
         type: str
       provisioner_endpoint:
         description: Where the provisioner listens, C(host:port).
@@ -132,6 +156,9 @@ options:
         description:
           - Extra knarr.toml tables merged over the generated ones. Values of secret-looking keys (token, secret,
             password) are masked in results and diffs.
+          - Refused, naming the node and the key - a path-like key (C(storage), a skill's C(handler), C(tls_cert),
+            C(tls_key), C(*_dir), C(*_file), C(*_path), ...) pointing outside C(/opt/knarr); C(cockpit.bind) other
+            than loopback; C(cockpit.auth_token) (the registry's); a generated table replaced by a value.
         type: dict
         default: {}
   allocations:
@@ -175,6 +202,14 @@ options:
     description: Seconds each node has to prove itself alive.
     type: int
     default: 60
+  provisioner_db_b64:
+    description:
+      - The provisioner's own knarr identity, a C(node.db) or a bare 32-byte Ed25519 seed, in base64. A secret; it is
+        kept encrypted in the registry (replacing the identity there) and never returned.
+      - Unset, the registry's provisioner identity is used, made (and kept encrypted) on first use.
+      - The proof of life is signed with this identity, and it is the key a node's C([peer_overrides]) names unless
+        O(nodes[].provisioner_node_id) says otherwise.
+    type: str
 attributes:
   check_mode:
     support: full
@@ -264,6 +299,11 @@ failed_nodes:
   returned: always
   type: list
   elements: str
+provisioner_node_id:
+  description: The node id of the provisioner identity the nodes were probed with (never its seed).
+  returned: O(state=started) or O(state=probed)
+  type: str
+  sample: 5c1f0e...
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -15,6 +15,10 @@ description:
     fleet registry (O(registry) and O(label)), else the one the container already holds, else a fresh one is made.
   - With O(container), writes it to O(path) in that container through the Docker API, only when the identity
     the container holds differs. Restart the node afterwards for it to load a new identity.
+  - A C(cert.pem)/C(key.pem) beside O(path) made for another identity is removed with it (knarr makes its TLS
+    certificate from its seed only when none is there, so a node would otherwise show the old identity's key).
+    Files can be removed only from a running container; for a stopped one holding such a certificate the module
+    fails, changing nothing.
   - The seed never appears in output, diffs or logs; only the node id does.
 author:
   - Fenrir Fleet Maintainers (@fenrir-fleet)
@@ -99,6 +103,12 @@ source:
   returned: success
   type: str
   sample: node_db_b64
+removed:
+  description: Files removed from the container (or that would be, in check mode) - a certificate of another identity.
+  returned: success
+  type: list
+  elements: str
+  sample: [/opt/knarr/cert.pem, /opt/knarr/key.pem]
 node_db_b64:
   description: The identity as a base64 node.db. Secret.
   returned: when O(return_content=true)

@@ -25,7 +25,8 @@ from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import ModuleFailure
-from ansible_collections.fenrir.fleet.plugins.module_utils.module_runner import missing_library, secret_values
+from ansible_collections.fenrir.fleet.plugins.module_utils.module_runner import (
+    missing_library, runtime_secrets, secret_values)
 
 LOCAL_TRANSPORTS = ("local", "ansible.builtin.local")
 
@@ -133,6 +134,7 @@ class InProcessModuleAction(ActionBase):
             out = self.LOGIC.run(params, check_mode, diff)
         except ModuleFailure as exc:
             out = dict(exc.result, failed=True)
+        hidden |= runtime_secrets(out)
         warnings += out.pop("warnings", [])
         if warnings:
             out["warnings"] = warnings

@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "collections"))
 from ansible_collections.fenrir.fleet.plugins.module_utils import drift  # noqa: E402
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import make_client  # noqa: E402
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_probe import wait_until_alive  # noqa: E402
+from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_wire import Identity  # noqa: E402
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Pool, Registry  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
@@ -222,7 +223,7 @@ def drift_fleet(engine, tmp_path_factory):
             reg.fail("drifttest-e", "test failure")
             reg.destroy("drifttest-g", reason="test")
     for addr in (ip["a"], "172.31.250.30", ip["h"], ip["u"]):
-        wait_until_alive(addr, PORT, timeout=30)
+        wait_until_alive(addr, PORT, timeout=30, identity=Identity.generate())  # the test's own caller
     return dict(db=str(db), ip=ip, ids=ids, api=api)
 
 
@@ -343,7 +344,9 @@ def test_every_drift_is_reported(drift_fleet):
 
 
 def test_probe_adds_liveness_drift(drift_fleet):
-    nodes = by_label(status(drift_fleet, probe=True, probe_timeout=1.0))
+    probed = status(drift_fleet, probe=True, probe_timeout=1.0)
+    assert probed["provisioner_node_id"] is None  # the registry holds no provisioner identity: a throw-away one
+    nodes = by_label(probed)
     assert nodes["drifttest-a"]["drift"] == []
     assert nodes["drifttest-a"]["probe_error"] is None
     assert nodes["drifttest-u"]["drift"] == []  # unlabelled, answers at its address
@@ -355,6 +358,13 @@ def test_probe_adds_liveness_drift(drift_fleet):
     assert nodes["drifttest-b"]["drift"] == ["stopped"]  # not running: not probed
     assert nodes["drifttest-x"]["drift"] == ["not in registry"]  # not a registry node: not probed
     assert nodes["drifttest-v"]["drift"] == ["not in registry"]
+
+    # With the registry's provisioner identity (and its key at hand), the probes are signed with it.
+    with Registry(drift_fleet["db"], actor="drift-test") as reg:
+        provisioner = Identity(reg.provisioner_seed())
+    probed = status(drift_fleet, probe=True, probe_timeout=1.0)
+    assert probed["provisioner_node_id"] == provisioner.node_id
+    assert by_label(probed)["drifttest-a"]["drift"] == []
 
 
 def test_in_sync_when_only_healthy_nodes(drift_fleet, tmp_path):

@@ -28,6 +28,9 @@ SEED, OTHER_SEED = bytes(range(7, 39)), bytes(range(9, 41))
 NODE_DB_B64 = base64.b64encode(identity.build_node_db(SEED)).decode()
 OTHER_NODE_DB_B64 = base64.b64encode(identity.build_node_db(OTHER_SEED)).decode()
 TOKEN = "cockpit-token-that-must-never-show-%s" % os.urandom(4).hex()
+# The operator's own provisioner identity (a bare seed): the same for both runs, so their plans can be compared.
+PROVISIONER_SEED = os.urandom(32)
+PROVISIONER_B64 = base64.b64encode(PROVISIONER_SEED).decode()
 VOLATILE = {"invocation", "created_at", "updated_at", "last_seen", "report_received_at"}
 
 
@@ -82,7 +85,7 @@ def both(logic, args_for, tmp_path, check_mode=False, diff=False, setup=None):
         dirs.append(d)
     one = in_worker(logic, args_for(dirs[0]), check_mode, diff)
     two = as_module(logic, args_for(dirs[1]), tmp_path, check_mode, diff)
-    for secret in (NODE_DB_B64, OTHER_NODE_DB_B64, TOKEN):
+    for secret in (NODE_DB_B64, OTHER_NODE_DB_B64, TOKEN, PROVISIONER_B64):
         assert secret not in json.dumps(one) and secret not in json.dumps(two)
     return normal(one, *dirs), normal(two, *dirs)
 
@@ -146,12 +149,14 @@ def test_fleet_network_check_mode_and_refusal(tmp_path):
 
 def test_knarr_container_check_mode_plan_and_diff(tmp_path):
     def args(d):
-        return dict(registry=str(d / "fleet.db"), network=NETWORK, nodes=[
-            dict(label="it-a", config_overrides=dict(cockpit=dict(auth_token=TOKEN))), dict(label="it-b")])
+        return dict(registry=str(d / "fleet.db"), network=NETWORK, provisioner_db_b64=PROVISIONER_B64, nodes=[
+            dict(label="it-a", config_overrides=dict(mail=dict(smtp_password=TOKEN))), dict(label="it-b")])
     one, two = both(knarr_container, args, tmp_path, check_mode=True, diff=True, setup=reserved)
     assert one == two
     assert one["changed"] is True and {n["label"] for n in one["nodes"]} == {"it-a", "it-b"}
-    assert "********" in json.dumps(one["diff"])  # the token is masked in the planned knarr.toml
+    assert one["provisioner_node_id"] == identity.node_id_from_seed(PROVISIONER_SEED)
+    assert "********" in json.dumps(one["diff"])  # the password (and the cockpit's token) masked in knarr.toml
+    assert TOKEN not in json.dumps(one)
 
 
 def test_the_tasks_environment_reaches_the_module_in_the_worker(tmp_path):

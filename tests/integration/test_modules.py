@@ -79,3 +79,56 @@ def test_network_of_the_same_name_with_another_subnet_is_refused():
         assert same["changed"] is False and same["network"]["subnet"] == "172.24.7.0/24"
     finally:
         remove_leftovers()
+
+
+def _certificate(seed):
+    """A self-signed certificate keyed by ``seed``, as knarr makes cert.pem."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.x509.oid import NameOID
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.node_id_from_seed(seed)[:16])])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1)).sign(key, None))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+def _put(container, files):
+    from ansible_collections.fenrir.fleet.plugins.module_utils.container_files import make_tar
+    container.put_archive("/opt/knarr", make_tar({p: (d, 0o600) for p, d in files.items()}, "/opt/knarr"))
+
+
+def _exists(container, path):
+    return container.exec_run(["test", "-e", path]).exit_code == 0
+
+
+def test_node_identity_removes_a_certificate_made_for_another_identity(container):
+    old, new = identity.new_seed(), identity.new_seed()
+    cert, key = _certificate(old)
+    _put(container, {"/opt/knarr/node.db": identity.build_node_db(old), "/opt/knarr/cert.pem": cert,
+                     "/opt/knarr/key.pem": key})
+    args = {"container": container.name, "node_db_b64": base64.b64encode(identity.build_node_db(new)).decode()}
+    dummy, planned = adhoc("node_identity", args, "--check")
+    assert planned["changed"] and planned["removed"] == ["/opt/knarr/cert.pem", "/opt/knarr/key.pem"]
+    assert _exists(container, "/opt/knarr/cert.pem")  # check mode removed nothing
+    dummy, done = adhoc("node_identity", args)
+    assert done["changed"] and done["removed"] == ["/opt/knarr/cert.pem", "/opt/knarr/key.pem"]
+    assert not _exists(container, "/opt/knarr/cert.pem") and not _exists(container, "/opt/knarr/key.pem")
+
+    # A certificate of the identity being put stays; a stopped container with a stale one is refused, unchanged.
+    cert, key = _certificate(new)
+    _put(container, {"/opt/knarr/cert.pem": cert, "/opt/knarr/key.pem": key, "/opt/knarr/node.db": b"x"})
+    dummy, kept = adhoc("node_identity", args)
+    assert kept["changed"] and kept["removed"] == [] and _exists(container, "/opt/knarr/cert.pem")
+    other = base64.b64encode(identity.build_node_db(old)).decode()
+    container.stop(timeout=1)
+    dummy, refused = adhoc("node_identity", dict(args, node_db_b64=other))
+    assert refused.get("failed") and "start it (or remove it)" in refused["msg"], refused
+    stream, dummy = container.get_archive("/opt/knarr/node.db")
+    member = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
+    assert identity.read_seed(member.extractfile(member.getmembers()[0]).read()) == new

@@ -68,6 +68,20 @@ out["memory"] = info["HostConfig"]["Memory"]
 out["pids_limit"] = info["HostConfig"]["PidsLimit"]
 out["restart_policy"] = info["HostConfig"]["RestartPolicy"]["Name"]
 out["published_ports"] = info["HostConfig"]["PortBindings"] or {}
+out["user"] = info["Config"]["User"]
+out["cap_drop"] = info["HostConfig"]["CapDrop"] or []
+out["cap_add"] = info["HostConfig"]["CapAdd"] or []
+out["privileged"] = info["HostConfig"]["Privileged"]
+out["security_opt"] = info["HostConfig"]["SecurityOpt"] or []
+out["log_config"] = info["HostConfig"]["LogConfig"]
+
+# From inside: what the node's process (PID 1) really holds.
+status = subprocess.run(["docker", "exec", name, "cat", "/proc/1/status"], check=True, capture_output=True,
+                        text=True).stdout
+fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+out["proc_uid"] = fields["Uid"].split()
+out["proc_caps"] = {k: int(fields[k], 16) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")}
+out["proc_no_new_privs"] = fields.get("NoNewPrivs")
 
 with tempfile.TemporaryDirectory() as tmp:
     subprocess.run(["docker", "cp", name + ":/opt/knarr/node.db", tmp], check=True, capture_output=True)

@@ -11,13 +11,15 @@ every write first checks that the record is what its newest entry says (as for n
   engine's), unique (``hosts.subnet_int``) and allocated inside the write transaction.
 * Tenants: ``put_tenant``, ``get_tenant``, ``get_tenant_spec``, ``destroy_tenant``, ``tenants``.  The spec is
   kept encrypted (its env may hold secrets), with a digest beside it to compare without decrypting.
-* ``provisioner_seed(create=True)``: the controller's Ed25519 seed, made on first use, kept encrypted.
+* ``provisioner_seed(create=True)``, ``ensure_provisioner(seed=None)``: the controller's Ed25519 seed, made on
+  first use (or the operator's own), kept encrypted.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import ipaddress
 import os
 import re
@@ -208,19 +210,41 @@ class RecordsMixin:
         return [tenant_view(r) for r in self.store.all(sql + " ORDER BY tenant_id")]
 
     # -- the provisioner's identity
+    def _stored_provisioner(self):
+        row = self._get("secret", PROVISIONER)
+        if row is None:
+            return None
+        return base64.b64decode(self._decrypt(row["secret"], PROVISIONER, "secret")["seed"])
+
     def provisioner_seed(self, create=True):
         """The controller's Ed25519 seed (32 bytes): made on first use (with ``create``) and kept encrypted; None
         when there is none and ``create`` is false."""
-        row = self._get("secret", PROVISIONER)
-        if row is not None:
-            return base64.b64decode(self._decrypt(row["secret"], PROVISIONER, "secret")["seed"])
-        if not create:
-            return None
+        stored = self._stored_provisioner()
+        if stored is not None or not create:
+            return stored
+        return self.ensure_provisioner()[0]
+
+    def ensure_provisioner(self, seed=None):
+        """The controller's identity as ``(seed, changed)``: the stored seed, or a fresh one made and kept
+        (encrypted) when there is none; a given ``seed`` (the operator's own provisioner identity) replaces
+        the stored one when it differs.  The seed is never in an audit entry (only a digest of its
+        ciphertext)."""
+        if seed is not None and (not isinstance(seed, (bytes, bytearray)) or len(seed) != 32):
+            raise RegistryError("the provisioner's seed must be 32 bytes", label=PROVISIONER, field="seed",
+                                kind="secret")
+        stored = self._stored_provisioner()  # no write lock when nothing is to be written
+        if stored is not None and (seed is None or hmac.compare_digest(stored, bytes(seed))):
+            return stored, False
         with self._auto():
-            row = self._get("secret", PROVISIONER)  # another run may have made it meanwhile
-            if row is not None:
-                return base64.b64decode(self._decrypt(row["secret"], PROVISIONER, "secret")["seed"])
-            seed = os.urandom(32)
+            stored = self._stored_provisioner()  # another run may have made it meanwhile
+            if seed is None:
+                if stored is not None:
+                    return stored, False
+                seed = os.urandom(32)
+            elif stored is not None and hmac.compare_digest(stored, bytes(seed)):
+                return stored, False
+            seed = bytes(seed)
             blob = self._encrypt(dict(seed=base64.b64encode(seed).decode("ascii")), PROVISIONER, "secret")
-            self._put("secret", PROVISIONER, dict(name=PROVISIONER, secret=blob), None, "create", None)
-        return seed
+            self._put("secret", PROVISIONER, dict(name=PROVISIONER, secret=blob), dict(secret=blob), "create",
+                      "replace")
+        return seed, True

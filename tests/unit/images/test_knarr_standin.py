@@ -275,10 +275,10 @@ def test_heartbeat_is_answered_signed_by_the_node(conn):
 
 
 def test_collection_probe_proves_the_node_over_tls(node):
-    status = kp.probe_once("127.0.0.1", node.nd.port, NODE_ID, timeout=3)
+    status = kp.probe_once("127.0.0.1", node.nd.port, NODE_ID, timeout=3, identity=CALLER_SEED)
     assert status["node_id"] == NODE_ID and status["cert_node_id"] == NODE_ID and status["tls"] is True
     with pytest.raises(kp.WrongIdentity, match="node %s answered" % NODE_ID):
-        kp.probe_once("127.0.0.1", node.nd.port, CALLER_ID, timeout=3)
+        kp.probe_once("127.0.0.1", node.nd.port, CALLER_ID, timeout=3, identity=CALLER_SEED)
 
 
 def test_tls_certificate_is_keyed_by_the_seed_and_written_like_knarr(node):
@@ -296,9 +296,9 @@ def test_plain_tcp_when_tls_is_off(node_dir):
     node_dir.write_config()
     r = Running(node_dir)
     try:
-        assert kp.probe_once("127.0.0.1", node_dir.port, NODE_ID, timeout=3, tls=False)["cert_node_id"] is None
+        assert kp.probe_once("127.0.0.1", node_dir.port, NODE_ID, timeout=3, tls=False, identity=CALLER_SEED)["cert_node_id"] is None
         with pytest.raises(kp.ProbeError, match="TLS handshake failed"):
-            kp.probe_once("127.0.0.1", node_dir.port, NODE_ID, timeout=3, tls=True)
+            kp.probe_once("127.0.0.1", node_dir.port, NODE_ID, timeout=3, tls=True, identity=CALLER_SEED)
         assert not (node_dir.root / "cert.pem").exists()
     finally:
         r.stop()
@@ -315,7 +315,7 @@ def test_tls_required_without_a_certificate_refuses_to_start(node_dir):
     r = Running(node_dir)
     try:
         assert "serving plain TCP" in r.stderr
-        kp.probe_once("127.0.0.1", node_dir.port, NODE_ID, timeout=3, tls=False)
+        kp.probe_once("127.0.0.1", node_dir.port, NODE_ID, timeout=3, tls=False, identity=CALLER_SEED)
     finally:
         r.stop()
 
@@ -474,7 +474,7 @@ def test_bad_signature_is_dropped_and_the_node_lives_on(node, conn):
     conn.sock.sendall(kw.encode_frame(dict(msg, timestamp=123.0)))
     assert_dropped(conn)
     assert "invalid signature" in node.stderr
-    kp.probe_once("127.0.0.1", node.nd.port, NODE_ID, timeout=3)
+    kp.probe_once("127.0.0.1", node.nd.port, NODE_ID, timeout=3, identity=CALLER_SEED)
 
 
 def test_node_id_other_than_the_key_is_dropped(node, conn):
@@ -651,7 +651,7 @@ def test_sigterm_while_a_handler_blocks_still_stops_fast(node_dir):
                               requester_port=4000, skill_name="block", input_data={}))
         time.sleep(0.3)
         # The blocking handler runs in a worker thread, as in knarr: the node still answers meanwhile.
-        kp.probe_once("127.0.0.1", node_dir.port, NODE_ID, timeout=3)
+        kp.probe_once("127.0.0.1", node_dir.port, NODE_ID, timeout=3, identity=CALLER_SEED)
         t0 = time.monotonic()
         r.proc.send_signal(signal.SIGTERM)
         assert r.proc.wait(timeout=5) == 0

@@ -24,7 +24,8 @@ FLEET_OPTIONS = dict(registry_key_file=("key_file", fleet_registry), network=("n
                      subnet=("subnet", fleet_registry), gateway=("gateway", fleet_registry),
                      pool_start=("pool_start", fleet_registry), pool_end=("pool_end", fleet_registry),
                      parallelism=("parallelism", knarr_container), wait=("wait", knarr_container),
-                     boot_timeout=("boot_timeout", knarr_container))
+                     boot_timeout=("boot_timeout", knarr_container),
+                     provisioner_db_b64=("provisioner_db_b64", knarr_container))
 
 
 def load(role, path):

@@ -218,3 +218,68 @@ def test_with_wal_folds_the_write_ahead_log_into_one_file(tmp_path):
         fh.write(merged)
     assert sqlite3.connect(out).execute("SELECT id FROM peers").fetchall() == [("p1",)]
     assert ident.with_wal(db, None) is db
+
+
+# --------------------------------------------------------------------------- damaged and hostile files
+
+def big_db(tmp_path, seed):
+    """A node.db of many pages, its identity row written last (so it lives on a late page)."""
+    def setup(conn):
+        conn.execute("CREATE TABLE peers (blob BLOB)")
+        conn.executemany("INSERT INTO peers VALUES (?)", [(os.urandom(3000),) for dummy in range(40)])
+        conn.execute("CREATE TABLE node_identity (key_bytes BLOB)")
+        conn.execute("INSERT INTO node_identity VALUES (?)", (seed,))
+    return make_db(tmp_path, setup)
+
+
+def test_truncated_node_db_is_refused_not_read_as_zeros(tmp_path):
+    seed = os.urandom(32)
+    image = big_db(tmp_path, seed)
+    page = int.from_bytes(image[16:18], "big")
+    assert ident.read_seed(image) == seed and len(image) > 10 * page
+    msg = assert_rejected(b64(image[:-page]), words="is truncated: its header counts", secrets=(seed,))
+    assert "%d bytes" % (len(image) - page) in msg
+    assert_rejected(b64(image[:len(image) // 2 + 7]), words="not a whole number of %d-byte pages" % page)
+    assert_rejected(b64(image[:60]), words="shorter than an SQLite header")
+
+
+def test_damaged_page_fails_quick_check(tmp_path):
+    seed = os.urandom(32)
+    image = bytearray(big_db(tmp_path, seed))
+    page = int.from_bytes(image[16:18], "big")
+    image[3 * page:4 * page] = b"\xff" * page  # a b-tree page of the peers table, overwritten, size unchanged
+    assert_rejected(b64(bytes(image)), words="damaged (SQLite quick_check", secrets=(seed,))
+
+
+def test_invalid_page_size_is_refused(tmp_path):
+    image = bytearray(ident.build_node_db(os.urandom(32)))
+    image[16:18] = (1000).to_bytes(2, "big")
+    assert_rejected(b64(bytes(image)), words="invalid SQLite page size")
+
+
+def test_untrusted_databases_are_opened_without_trusting_their_schema(tmp_path):
+    """trusted_schema off: a view (or trigger) of a database from a container cannot call an SQL function
+    with side effects, even one the reading connection has registered."""
+    path = str(tmp_path / "hostile.db")
+    conn = sqlite3.connect(path)
+    conn.create_function("side_effect", 0, lambda: 1)
+    conn.execute("CREATE VIEW v AS SELECT side_effect() AS x")
+    conn.commit()
+    conn.close()
+    calls = []
+    conn = ident.open_untrusted(path)
+    try:
+        assert conn.execute("PRAGMA trusted_schema").fetchone() == (0,)
+        conn.create_function("side_effect", 0, lambda: calls.append(1) or 1)
+        with pytest.raises(sqlite3.OperationalError, match="unsafe use of side_effect"):
+            conn.execute("SELECT x FROM v").fetchall()
+    finally:
+        conn.close()
+    assert calls == []
+
+
+def test_with_wal_refuses_a_truncated_database(tmp_path):
+    image = big_db(tmp_path, os.urandom(32))
+    page = int.from_bytes(image[16:18], "big")
+    with pytest.raises(ident.IdentityError, match="truncated"):
+        ident.with_wal(image[:-page], b"some wal")

@@ -128,13 +128,13 @@ def test_hostile_label_cannot_reach_the_file():
 
 
 def test_config_overrides_merge_deeply():
-    s = spec(config_overrides={"node": {"port": 9999}, "cockpit": {"auth_token": 'tok"en\n'},
+    s = spec(config_overrides={"node": {"port": 9999}, "mail": {"smtp_password": 'tok"en\n'},
                                "skills": {"other": {"handler": "x.py:h"}}})
     config = kc.build_config(s, "172.21.0.10")
     dummy, parsed = render_and_parse(config)
     assert parsed == config
     assert parsed["node"]["port"] == 9999 and parsed["node"]["host"] == "0.0.0.0"
-    assert parsed["cockpit"] == dict(port=8080, bind="127.0.0.1", auth_token='tok"en\n')
+    assert parsed["mail"] == dict(smtp_password='tok"en\n') and parsed["cockpit"] == dict(port=8080, bind="127.0.0.1")
     assert set(parsed["skills"]) == {"echo", "other"}
 
 
@@ -280,3 +280,66 @@ def test_payload_secret_not_in_errors(tmp_path):
     assert err.value.field == "payload_json.node_db_b64" and "31 bytes" in str(err.value)
     for form in (image[:40], key.hex(), base64.b64encode(key).decode(), repr(key)[2:-1]):
         assert form not in str(err.value)
+
+
+# --------------------------------------------------------------------------- the cockpit and what overrides may not do
+
+def test_cockpit_token_is_rendered_on_loopback_and_the_file_is_the_nodes_only():
+    s = spec()
+    config = kc.build_config(s, "172.21.0.10", cockpit_token="t0k3n-of-the-registry")
+    assert config["cockpit"] == dict(port=8080, bind="127.0.0.1", auth_token="t0k3n-of-the-registry")
+    data, mode = kc.node_files(s, "172.21.0.10", "t0k3n-of-the-registry")["/opt/knarr/knarr.toml"]
+    assert mode == 0o600 and tomllib.loads(data.decode())["cockpit"]["auth_token"] == "t0k3n-of-the-registry"
+    assert "t0k3n-of-the-registry" not in kc.redact_toml(data.decode())
+    # Cockpit off: no token written, the file as before.
+    off = spec(cockpit_port=0)
+    assert "auth_token" not in kc.build_config(off, "172.21.0.10", cockpit_token="t")["cockpit"]
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0", "::", "172.21.0.10", "10.0.0.1", "example.org", "", "[::1]"])
+def test_cockpit_is_never_bound_beyond_loopback(bind):
+    with pytest.raises(SpecError) as err:
+        spec(cockpit_bind=bind)
+    assert err.value.field == "cockpit_bind" and "loopback" in str(err.value)
+    with pytest.raises(SpecError) as err:
+        spec(config_overrides={"cockpit": {"bind": bind}})
+    assert str(err.value).startswith("node 'alpha', field 'config_overrides.cockpit.bind': ")
+    assert "loopback" in str(err.value)
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_cockpit_on_loopback_is_accepted(bind):
+    assert kc.build_config(spec(config_overrides={"cockpit": {"bind": bind}}), "172.21.0.10")["cockpit"]["bind"] == bind
+    assert spec(cockpit_bind=bind)["cockpit_bind"] == bind
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ({"node": {"storage": "/var/lib/other/node.db"}}, "node.storage"),
+    ({"node": {"storage": "../node.db"}}, "node.storage"),
+    ({"node": {"storage": "~/node.db"}}, "node.storage"),
+    ({"node": {"storage": "a/../../etc/node.db"}}, "node.storage"),
+    ({"skills": {"echo": {"handler": "/usr/lib/python3/os.py:system"}}}, "skills.echo.handler"),
+    ({"skills": {"evil": {"handler": "../../tmp/x.py:handle"}}}, "skills.evil.handler"),
+    ({"network": {"tls_cert": "/etc/ssl/private/host.pem"}}, "network.tls_cert"),
+    ({"network": {"tls_key": "../../root/key.pem"}}, "network.tls_key"),
+    ({"cockpit": {"tls_key": "/etc/shadow"}}, "cockpit.tls_key"),
+    ({"mail": {"spool_dir": "/var/spool"}}, "mail.spool_dir"),
+    ({"plugins": {"paths": ["plugins", "/usr/local/lib"]}}, "plugins.paths"),
+    ({"cockpit": {"auth_token": "mine"}}, "cockpit.auth_token"),
+    ({"cockpit": "off"}, "cockpit"),
+    ({"skills": {"echo": "none"}}, "skills.echo"),
+])
+def test_overrides_cannot_leave_the_nodes_directory_nor_take_what_the_collection_owns(overrides, key):
+    with pytest.raises(SpecError) as err:
+        spec(config_overrides=overrides)
+    assert err.value.field == "config_overrides." + key and err.value.label == "alpha"
+    assert str(err.value).startswith("node 'alpha', field 'config_overrides.%s': " % key)
+
+
+def test_paths_inside_the_nodes_directory_are_fine():
+    s = spec(config_overrides={"node": {"storage": "data/node.db"},
+                               "skills": {"other": {"handler": "skills/other.py:handle"}},
+                               "network": {"tls_cert": "/opt/knarr/tls/cert.pem", "tls_key": "tls/../tls/key.pem"},
+                               "mail": {"spool_dir": "."}, "node_extra": {"description": "see /etc/motd"}})
+    config = kc.build_config(s, "172.21.0.10")
+    assert config["node"]["storage"] == "data/node.db" and config["network"]["tls_cert"] == "/opt/knarr/tls/cert.pem"

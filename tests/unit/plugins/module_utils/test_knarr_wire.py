@@ -38,6 +38,8 @@ def nid(seed):
 
 
 NODE_ID = hashlib.sha256(bytes.fromhex(PUB_HEX)).hexdigest()
+PROVISIONER_SEED = bytes(range(100, 132))
+PROVISIONER = kw.Identity(PROVISIONER_SEED)  # the controller's identity, as the modules probe with it
 
 
 # --------------------------------------------------------------------------- vectors
@@ -330,6 +332,7 @@ def make_peer(tmp_path, mode):
 
 
 def probe(peer, mode, expected=NODE_ID, **kwargs):
+    kwargs.setdefault("identity", PROVISIONER)
     return kp.probe_once("127.0.0.1", peer.port, expected, timeout=2.0, tls=(mode == "tls"), **kwargs)
 
 
@@ -443,7 +446,7 @@ def test_tls_probe_of_a_plain_node_says_so(tmp_path):
     peer = FakePeer(honest)  # plain TCP
     try:
         with pytest.raises(kp.ProbeError, match="TLS handshake failed.*plain TCP"):
-            kp.probe_once("127.0.0.1", peer.port, NODE_ID, timeout=2.0, tls=True)
+            kp.probe_once("127.0.0.1", peer.port, NODE_ID, timeout=2.0, tls=True, identity=PROVISIONER)
     finally:
         peer.close()
 
@@ -452,7 +455,7 @@ def test_wrong_identity_stops_the_wait_at_once(make_peer, mode):
     peer = make_peer(lambda m: heartbeat_reply(OTHER_SEED), cert_seed=OTHER_SEED)
     t0 = time.monotonic()
     with pytest.raises(kp.WrongIdentity, match=nid(OTHER_SEED)):
-        kp.wait_until_alive("127.0.0.1", peer.port, NODE_ID, timeout=20, tls=(mode == "tls"))
+        kp.wait_until_alive("127.0.0.1", peer.port, NODE_ID, timeout=20, tls=(mode == "tls"), identity=PROVISIONER)
     assert time.monotonic() - t0 < 2.0
 
 
@@ -466,7 +469,7 @@ def test_wait_retries_error_codes_until_the_skill_is_there(make_peer, mode):
         return error_reply(m, "UNKNOWN_SKILL") if len(calls) < 3 else echo_reply(m)
     peer = make_peer(loading)
     status, waited = kp.wait_until_alive("127.0.0.1", peer.port, NODE_ID, timeout=10, interval=0.01,
-                                         tls=(mode == "tls"))
+                                         tls=(mode == "tls"), identity=PROVISIONER)
     assert status["node_id"] == NODE_ID and len(calls) == 3 and waited < 5
 
 
@@ -474,7 +477,7 @@ def test_wait_gives_up_at_the_deadline_naming_the_last_error(make_peer, mode):
     peer = make_peer(lambda m: heartbeat_reply() if m["type"] == "HEARTBEAT" else error_reply(m, "ACCESS_DENIED"))
     t0 = time.monotonic()
     with pytest.raises(kp.ProbeError, match="within 0.5s .*ACCESS_DENIED"):
-        kp.wait_until_alive("127.0.0.1", peer.port, NODE_ID, timeout=0.5, tls=(mode == "tls"))
+        kp.wait_until_alive("127.0.0.1", peer.port, NODE_ID, timeout=0.5, tls=(mode == "tls"), identity=PROVISIONER)
     assert time.monotonic() - t0 < 3.0
 
 
@@ -485,7 +488,7 @@ def test_wait_on_a_closed_port_is_bounded_and_stops_when_told():
     s.close()
     t0 = time.monotonic()
     with pytest.raises(kp.ProbeError, match="container exited.*last probe"):
-        kp.wait_until_alive("127.0.0.1", port, NODE_ID, timeout=30, still_running=lambda: "container exited")
+        kp.wait_until_alive("127.0.0.1", port, NODE_ID, timeout=30, still_running=lambda: "container exited", identity=PROVISIONER)
     assert time.monotonic() - t0 < 3.0
 
 
@@ -494,3 +497,17 @@ def test_probe_messages_carry_no_seed(make_peer, mode):
     with pytest.raises(kp.ProbeError) as info:
         probe(peer, mode, identity=SEED)
     assert SEED.hex() not in str(info.value) and OTHER_SEED.hex() not in str(info.value)
+
+
+def test_probe_signs_with_the_provisioner_identity_it_is_given_and_has_no_default(make_peer, mode):
+    peer = make_peer(honest)
+    probe(peer, mode)
+    hb, req = peer.received
+    assert hb["public_key"] == PROVISIONER.public_key_hex and hb["node_id"] == PROVISIONER.node_id
+    assert req["public_key"] == PROVISIONER.public_key_hex and req["requester_node_id"] == PROVISIONER.node_id
+    probe(peer, mode, identity=PROVISIONER_SEED)  # a seed is as good as an Identity
+    assert peer.received[-1]["public_key"] == PROVISIONER.public_key_hex
+    with pytest.raises(TypeError):
+        kp.probe_once("127.0.0.1", peer.port, NODE_ID, timeout=2.0, tls=(mode == "tls"))  # pylint: disable=missing-kwoa
+    with pytest.raises(ValueError, match="provisioner's identity"):
+        kp.probe_once("127.0.0.1", peer.port, NODE_ID, timeout=2.0, tls=(mode == "tls"), identity=None)

@@ -39,17 +39,24 @@ def make_work(label="alpha", ip="172.21.0.10", registry="/srv/fleet/fleet.db", s
     return work
 
 
-def inspect_of(work, image_id=IMAGE_ID, state="running", labels=None, network=NETWORK, ip=None, **host):
+def inspect_of(work, image_id=IMAGE_ID, state="running", labels=None, network=NETWORK, ip=None, user="10001:10001",
+               **host):
     """An inspect_container answer for a container made for ``work`` (override what should differ)."""
     host_config = dict(Memory=work.spec["memory_bytes"], PidsLimit=work.spec["pids_limit"],
                        RestartPolicy={"Name": work.spec["restart_policy"], "MaximumRetryCount": 0},
-                       PortBindings={})
+                       PortBindings={}, NanoCpus=work.spec["nano_cpus"], CapDrop=["ALL"], CapAdd=None,
+                       SecurityOpt=["no-new-privileges"], Privileged=False,
+                       LogConfig={"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}},
+                       ReadonlyRootfs=work.spec["read_only"])
+    if work.spec["read_only"]:
+        host_config.update(Mounts=[{"Type": "volume", "Target": "/opt/knarr"}], Tmpfs={"/tmp": "rw,size=16m"})
     host_config.update(host)
     return {
         "Id": "c0ffee" * 10 + "abcd",
         "Name": "/" + work.name,
         "Image": image_id,
-        "Config": {"Image": work.spec["image"], "Labels": dict(work.labels if labels is None else labels)},
+        "Config": {"Image": work.spec["image"], "Labels": dict(work.labels if labels is None else labels),
+                   "User": user},
         "HostConfig": host_config,
         "NetworkSettings": {"Networks": {network: {"IPAMConfig": {"IPv4Address": ip or work.ip},
                                                    "IPAddress": ip or work.ip}}},
@@ -339,6 +346,7 @@ class ArchiveApi:
     from the base name of the requested path.  ``put_archive`` extracts a tar as the engine would."""
 
     def __init__(self, files=None, stat_mtime_format="%Y-%m-%dT%H:%M:%SZ"):
+        self.archived = 0  # bytes of archives handed out
         self.files = dict(files or {})
         self.calls = []
         self.fmt = stat_mtime_format
@@ -357,7 +365,13 @@ class ArchiveApi:
                 info.size, info.mode, info.mtime = len(data), mode, mtime
                 tar.addfile(info, io.BytesIO(data))
         raw = buf.getvalue()
-        return iter([raw[:100], raw[100:]]), {}
+        stat = {}
+        if path in self.files:  # the engine's X-Docker-Container-Path-Stat for the path itself
+            stat = dict(name=posixpath.basename(path), size=len(self.files[path][0]), mode=self.files[path][1])
+        elif inside:
+            stat = dict(name=posixpath.basename(path), size=4096, mode=0x80000000 | 0o755)  # a directory
+        self.archived += len(raw)
+        return iter([raw[i:i + 65536] for i in range(0, len(raw), 65536)] or [b""]), stat
 
     def put_archive(self, container, path, data):
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
@@ -405,26 +419,63 @@ def test_quick_same_accepts_identity_files():
     assert cf.quick_same(None, want) is False
 
 
-def test_read_files_one_archive_of_the_common_directory():
+def test_read_files_one_archive_per_file_never_the_directory():
     api = ArchiveApi({"/opt/knarr/knarr.toml": (b"t", 0o644, 0), "/opt/knarr/skills/echo.py": (b"e", 0o755, 0),
-                      "/opt/knarr/node.db": (b"d", 0o600, 0)})
+                      "/opt/knarr/node.db": (b"d", 0o600, 0), "/opt/knarr/big.bin": (b"x" * 4000000, 0o600, 0)})
     got = cf.read_files(api, "c", ["/opt/knarr/knarr.toml", "/opt/knarr/skills/echo.py", "/opt/knarr/missing"])
     assert got == {"/opt/knarr/knarr.toml": (b"t", 0o644), "/opt/knarr/skills/echo.py": (b"e", 0o755),
                    "/opt/knarr/missing": None}
-    assert api.calls == [("get_archive", "/opt/knarr")]
-
-
-def test_read_files_single_path_and_absent_directory():
-    api = ArchiveApi({"/opt/knarr/node.db": (b"d", 0o600, 0)})
-    assert cf.read_files(api, "c", ["/opt/knarr/node.db"]) == {"/opt/knarr/node.db": (b"d", 0o600)}
-    assert api.calls == [("get_archive", "/opt/knarr")]
+    assert api.calls == [("get_archive", "/opt/knarr/knarr.toml"), ("get_archive", "/opt/knarr/skills/echo.py"),
+                         ("get_archive", "/opt/knarr/missing")]
+    assert api.archived < 64 * 1024  # the 4 MB file beside them was never archived
     assert cf.read_files(api, "c", ["/etc/none/a", "/etc/none/b"]) == {"/etc/none/a": None, "/etc/none/b": None}
 
 
-def test_read_files_rooted_at_slash():
-    api = ArchiveApi({"/etc/a.toml": (b"a", 0o644, 0), "/opt/b.py": (b"b", 0o644, 0)})
-    assert cf.read_files(api, "c", ["/etc/a.toml", "/opt/b.py"]) == {"/etc/a.toml": (b"a", 0o644),
-                                                                     "/opt/b.py": (b"b", 0o644)}
+def test_read_file_refuses_a_file_above_its_cap_from_the_engines_stat():
+    api = ArchiveApi({"/opt/knarr/knarr.toml": (b"x" * (cf.MAX_FILE_BYTES + 1), 0o644, 0),
+                      "/opt/knarr/node.db": (b"d" * (cf.MAX_FILE_BYTES + 1), 0o600, 0)})
+    with pytest.raises(cf.ContainerFileError, match=r"knarr.toml in container c is 1048577 bytes, more than the 1048576"):
+        cf.read_file(api, "c", "/opt/knarr/knarr.toml")
+    assert cf.read_file(api, "c", "/opt/knarr/node.db")[0] == b"d" * (cf.MAX_FILE_BYTES + 1)  # node.db: larger cap
+    with pytest.raises(cf.ContainerFileError, match="more than the 1000"):
+        cf.read_file(api, "c", "/opt/knarr/node.db", max_size=1000)
+
+
+def test_read_file_stops_reading_a_stream_that_outgrows_its_cap():
+    """An engine whose stat says nothing (or too little): the archive is abandoned once past the cap."""
+    api = ArchiveApi({"/opt/knarr/node.db": (b"d" * 3000000, 0o600, 0)})
+    real = api.get_archive
+    consumed = []
+
+    def lying(container, path):
+        stream, dummy = real(container, path)
+
+        def counted():
+            for chunk in stream:
+                consumed.append(len(chunk))
+                yield chunk
+        return counted(), {"size": 10, "mode": 0o600}
+    api.get_archive = lying
+    with pytest.raises(cf.ContainerFileError, match="more than the 100000 bytes"):
+        cf.read_file(api, "c", "/opt/knarr/node.db", max_size=100000)
+    assert sum(consumed) <= 100000 + cf.TAR_SLACK + 65536
+
+
+def test_read_file_refuses_links_and_directories():
+    api = ArchiveApi({"/opt/knarr/skills/echo.py": (b"e", 0o644, 0)})
+    with pytest.raises(cf.ContainerFileError, match="not a regular file"):
+        cf.read_file(api, "c", "/opt/knarr/skills")
+
+    class LinkApi(ArchiveApi):
+        def get_archive(self, container, path):
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                info = tarfile.TarInfo("node.db")
+                info.type, info.linkname = tarfile.SYMTYPE, "/etc/shadow"
+                tar.addfile(info)
+            return iter([buf.getvalue()]), {"size": 11, "mode": 0o777}
+    with pytest.raises(cf.ContainerFileError, match="link to /etc/shadow"):
+        cf.read_file(LinkApi(), "c", "/opt/knarr/node.db")
 
 
 def test_read_file_absent_is_none():
@@ -543,7 +594,7 @@ def test_plan_restarts_for_a_changed_file_only():
     api = ReadOnlyApi(inspect_of(work), as_written(work, overrides={TOML: (b"[node]\nport = 1\n", 0o644)}))
     rec = plan(api, work)
     assert work.actions == ["put knarr.toml", "restart"]
-    assert [c for c in api.calls if c[0] == "get_archive"] == [("get_archive", CONFIG_DIR)]
+    assert [c for c in api.calls if c[0] == "get_archive"] == [("get_archive", TOML)]  # only the file that changed
     before, after = rec.diff_views(work)
     assert before["files"][TOML] == "[node]\nport = 1\n" and after["files"][TOML] == "[node]\nport = 9010\n"
     assert before["files"][nc.NODE_DB_PATH] == after["files"][nc.NODE_DB_PATH]
@@ -557,16 +608,41 @@ def test_plan_keeps_a_node_db_the_node_has_written_to(tmp_path):
     plan(api, work)
     assert not work.failed, work.reason
     assert work.actions == []
-    assert ("get_archive", CONFIG_DIR) in api.calls  # the quick check failed; compared by identity
+    assert ("get_archive", nc.NODE_DB_PATH) in api.calls  # the quick check failed; compared by identity
 
 
-def test_plan_puts_a_node_db_holding_another_identity():
+def test_plan_recreates_a_container_whose_node_db_holds_another_identity():
+    """Not a put into the old container: knarr keeps the cert.pem/key.pem it made for the other identity."""
     work = make_work()
     rec = plan(ReadOnlyApi(inspect_of(work), as_written(work, seed=OTHER_SEED)), work)
-    assert work.actions == ["put node.db", "restart"]
-    before, after = rec.diff_views(work)
-    assert ident.node_id_from_seed(OTHER_SEED) in before["files"][nc.NODE_DB_PATH]
+    assert work.actions == ["recreate (node.db holds node %s, the registry's is %s)"
+                            % (ident.node_id_from_seed(OTHER_SEED), work.node_id),
+                            "put echo.py, knarr.toml, node.db", "start"]
+    dummy, after = rec.diff_views(work)
     assert work.node_id in after["files"][nc.NODE_DB_PATH]
+
+
+def test_plan_recreates_a_container_without_node_db_but_with_a_certificate():
+    work = make_work()
+    files = as_written(work)
+    del files[nc.NODE_DB_PATH]
+    files["/opt/knarr/cert.pem"] = (b"-----BEGIN CERTIFICATE-----", 0o644, 0)
+    plan(ReadOnlyApi(inspect_of(work), files), work)
+    assert work.actions[0] == "recreate (no node.db but cert.pem of an earlier identity)"
+    # Without a certificate (a container made, never started): the files are put, no new container.
+    work = make_work()
+    files = as_written(work)
+    del files[nc.NODE_DB_PATH]
+    plan(ReadOnlyApi(inspect_of(work, state="created"), files), work)
+    assert work.actions == ["put node.db", "start"]
+
+
+def test_plan_puts_node_db_again_for_its_mode_only():
+    work = make_work()
+    files = as_written(work)
+    files[nc.NODE_DB_PATH] = (files[nc.NODE_DB_PATH][0], 0o644, files[nc.NODE_DB_PATH][2])
+    plan(ReadOnlyApi(inspect_of(work), files), work)
+    assert work.actions == ["put node.db", "restart"]
 
 
 def test_plan_starts_a_stopped_container():
@@ -629,7 +705,8 @@ class RemovalApi:
             raise NotFound("no such container")
         return {"Id": name}
 
-    def remove_container(self, name, force=False):
+    def remove_container(self, name, force=False, v=False):
+        assert force and v  # running or not, with its anonymous volume (read_only nodes)
         if name in self.fail:
             raise APIError("removal in progress", explanation="removal of container %s is in progress" % name)
         if name not in self.existing:
@@ -655,3 +732,190 @@ def test_remove_containers_check_mode_changes_nothing():
     out = nc.remove_containers(SimpleNamespace(api=api), ["fenrir-a", "fenrir-hand", "fenrir-gone"], check_mode=True)
     assert out == {"fenrir-a": "removed", "fenrir-hand": "removed", "fenrir-gone": "absent"}
     assert api.removed == []
+
+
+# --------------------------------------------------------------------------- least privilege
+
+
+HARDENED_AWAY = [
+    (dict(CapDrop=None), "cap_drop"),
+    (dict(CapAdd=["NET_ADMIN"]), "cap_add"),
+    (dict(SecurityOpt=None), "security_opt"),
+    (dict(SecurityOpt=["no-new-privileges", "seccomp=unconfined"]), "security_opt"),
+    (dict(Privileged=True), "privileged"),
+    (dict(LogConfig={"Type": "json-file", "Config": {}}), "log"),
+    (dict(LogConfig={"Type": "json-file", "Config": {"max-size": "1g", "max-file": "3"}}), "log"),
+    (dict(NanoCpus=500000000), "nano_cpus"),
+    (dict(ReadonlyRootfs=True), "read_only"),
+    (dict(Binds=["/etc:/host-etc"]), "mounts"),
+]
+
+
+@pytest.mark.parametrize("override, key", HARDENED_AWAY)
+def test_a_container_without_the_hardening_is_recreated(override, key):
+    work = make_work()
+    reasons = nc.recreate_reasons(nc.container_view(inspect_of(work, **override), NETWORK),
+                                  nc.desired_view(work, IMAGE_ID))
+    assert len(reasons) == 1 and reasons[0].startswith(key + " "), reasons
+
+
+def test_a_container_running_as_the_images_user_or_root_is_recreated():
+    work = make_work()
+    for user in ("", "root", "0:0"):
+        reasons = nc.recreate_reasons(nc.container_view(inspect_of(work, user=user), NETWORK),
+                                      nc.desired_view(work, IMAGE_ID))
+        assert reasons == ["user %s -> 10001:10001" % user]
+
+
+def test_no_new_privileges_true_is_the_same_option():
+    work = make_work()
+    view = nc.container_view(inspect_of(work, SecurityOpt=["no-new-privileges:true"]), NETWORK)
+    assert nc.recreate_reasons(view, nc.desired_view(work, IMAGE_ID)) == []
+
+
+def test_a_container_of_the_previous_version_is_recreated_for_every_missing_flag():
+    """What containers made before the hardening look like: no flags, the digest of the settings of then."""
+    work = make_work()
+    import hashlib
+    old_digest = hashlib.sha256(json.dumps(dict(image=work.spec["image"], memory_bytes=work.spec["memory_bytes"],
+                                                pids_limit=50, restart_policy="unless-stopped", network=NETWORK),
+                                           sort_keys=True).encode()).hexdigest()[:16]
+    info = inspect_of(work, user="", labels=dict(work.labels, **{"fenrir.fleet.spec": old_digest}), CapDrop=None,
+                      SecurityOpt=None, LogConfig={"Type": "json-file", "Config": {}}, NanoCpus=0)
+    reasons = nc.recreate_reasons(nc.container_view(info, NETWORK), nc.desired_view(work, IMAGE_ID))
+    assert [r.split(" ")[0] for r in reasons] == ["user", "cap_drop", "security_opt", "log", "label"]
+    assert "cap_drop [] -> [ALL]" in reasons and "label fenrir.fleet.spec" in reasons
+
+
+def test_read_only_and_cpus_are_container_settings_in_the_digest():
+    base = make_work()
+    for changed in (make_work(read_only=True), make_work(cpus=0.5)):
+        assert changed.labels["fenrir.fleet.spec"] != base.labels["fenrir.fleet.spec"]
+    ro = make_work(read_only=True)
+    desired = nc.desired_view(ro, IMAGE_ID)
+    assert desired["read_only"] is True and desired["mounts"] == [("tmpfs", "/tmp"), ("volume", "/opt/knarr")]
+    assert nc.recreate_reasons(nc.container_view(inspect_of(ro), NETWORK), desired) == []
+    assert make_work(cpus=1.5).spec["nano_cpus"] == 1500000000 and base.spec["nano_cpus"] == 0
+
+
+@pytest.mark.parametrize("cpus", [0, 0.001, -1, "two"])
+def test_cpus_refused(cpus):
+    with pytest.raises(Exception) as err:
+        make_work(cpus=cpus)
+    assert "cpus" in str(err.value)
+
+
+class EngineApi(ReadOnlyApi):
+    """ReadOnlyApi plus the write calls the Reconciler makes, recording them (no boot wait: wait=False)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.created = None
+
+    def create_host_config(self, **kw):
+        return dict(kw)
+
+    def create_networking_config(self, cfg):
+        return cfg
+
+    def create_endpoint_config(self, **kw):
+        return kw
+
+    def create_container(self, **kw):
+        self.calls.append(("create_container", kw["name"]))
+        self.created = kw
+        self.files = {}  # a new container: the image's files only (none here)
+        self.info = dict(Id="new" * 21 + "x", State={"Status": "created"})
+        return {"Id": self.info["Id"]}
+
+    def put_archive(self, container, path, data):
+        self.calls.append(("put_archive", path))
+        super().put_archive(container, path, data)
+
+    def remove_container(self, name, force=False, v=False):
+        self.calls.append(("remove_container", name, force, v))
+
+    def stop(self, name, timeout=None):
+        self.calls.append(("stop", name))
+
+    def start(self, name):
+        self.calls.append(("start", name))
+
+    def restart(self, name, timeout=None):
+        self.calls.append(("restart", name))
+
+
+def reconcile(api, work):
+    rec = nc.Reconciler(SimpleNamespace(api=api), wait=False)
+    rec.run([work])
+    assert not work.failed, work.reason
+    return rec
+
+
+def test_new_containers_get_no_capability_no_new_privileges_the_node_user_and_bounded_logs():
+    work = make_work(cpus=0.5)
+    api = EngineApi()
+    reconcile(api, work)
+    made, host = api.created, api.created["host_config"]
+    assert made["user"] == "10001:10001"
+    assert host["cap_drop"] == ["ALL"] and "cap_add" not in host and not host.get("privileged")
+    assert host["security_opt"] == ["no-new-privileges"]
+    assert host["log_config"] == {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
+    assert host["nano_cpus"] == 500000000 and "read_only" not in host
+    assert ("put_archive", "/opt/knarr") in api.calls  # into the node's directory, never '/'
+    assert set(api.files) == {TOML, ECHO, nc.NODE_DB_PATH}
+
+
+def test_read_only_nodes_get_their_directory_as_a_volume_and_a_tmpfs():
+    work = make_work(read_only=True)
+    api = EngineApi()
+    reconcile(api, work)
+    host = api.created["host_config"]
+    assert host["read_only"] is True
+    assert host["mounts"] == [{"Type": "volume", "Target": "/opt/knarr"}] and set(host["tmpfs"]) == {"/tmp"}
+    assert [c for c in api.calls if c[0] == "put_archive"] == [("put_archive", "/opt/knarr")]
+
+
+def test_an_old_container_is_recreated_keeping_its_node_db_and_its_volume_removed(tmp_path):
+    work = make_work()
+    lived_in = lived_in_db(tmp_path, SEED)
+    files = as_written(work, overrides={nc.NODE_DB_PATH: (lived_in, 0o600)})
+    api = EngineApi(inspect_of(work, user="", CapDrop=None, SecurityOpt=None), files)
+    reconcile(api, work)
+    assert work.actions[:2] == ["keep node.db", "remove (user  -> 10001:10001; cap_drop [] -> [ALL]; "
+                                                "security_opt [] -> [no-new-privileges])"]
+    assert ("stop", work.name) in api.calls and ("remove_container", work.name, True, True) in api.calls
+    assert api.files[nc.NODE_DB_PATH][0] == lived_in  # the node's own database, not a fresh identity
+
+
+def test_an_identity_replaced_behind_the_registrys_back_gets_a_new_container_and_none_of_the_old_data(tmp_path):
+    work = make_work()
+    files = as_written(work, seed=OTHER_SEED)
+    files["/opt/knarr/cert.pem"] = (b"cert of the other identity", 0o644, 0)
+    api = EngineApi(inspect_of(work), files)
+    reconcile(api, work)
+    assert work.actions[0].startswith("remove (node.db holds node %s" % ident.node_id_from_seed(OTHER_SEED))
+    assert ("stop", work.name) not in api.calls  # nothing of the other identity is carried over
+    assert "/opt/knarr/cert.pem" not in api.files
+    assert cf.identity_of(api.files[nc.NODE_DB_PATH][0]) == SEED
+
+
+def test_a_node_db_too_large_to_carry_is_refused_before_the_node_is_stopped():
+    work = make_work()
+    files = as_written(work)
+    files[nc.NODE_DB_PATH] = (b"x" * 10, 0o600, 0)
+    api = EngineApi(inspect_of(work, CapDrop=None), files)
+    real_head = api.head
+
+    def head(url, params=None):
+        response = real_head(url, params)
+        if params["path"] == nc.NODE_DB_PATH:
+            stat = json.loads(base64.b64decode(response.headers["X-Docker-Container-Path-Stat"]))
+            stat["size"] = cf.MAX_NODE_DB_BYTES + 1
+            response.headers["X-Docker-Container-Path-Stat"] = base64.b64encode(json.dumps(stat).encode())
+        return response
+    api.head = head
+    rec = nc.Reconciler(SimpleNamespace(api=api), wait=False)
+    rec.run([work])
+    assert work.failed and "more than the %d the collection reads" % cf.MAX_NODE_DB_BYTES in work.reason
+    assert not [c for c in api.calls if c[0] in ("stop", "remove_container", "create_container")]

@@ -69,3 +69,22 @@ def test_provisioner_seed_is_made_once_and_kept_encrypted(reg, loc):
     assert seed not in bytes(sql(loc, "SELECT secret FROM registry_secrets")[0]["secret"])
     assert [(e["kind"], e["action"], e["label"]) for e in reg.audit_entries()] == [("secret", "create", "provisioner")]
     assert reg.verify()["ok"] is True
+
+
+def test_operator_provisioner_identity_replaces_the_made_one_and_is_never_in_the_audit(reg, loc):
+    made, changed = reg.ensure_provisioner()
+    assert changed and len(made) == 32
+    assert reg.ensure_provisioner() == (made, False) and reg.ensure_provisioner(made) == (made, False)
+    own = bytes(range(32))
+    assert reg.ensure_provisioner(own) == (own, True)
+    assert reg.provisioner_seed() == own and reg.ensure_provisioner(own) == (own, False)
+    with open_reg(loc) as again:
+        assert again.provisioner_seed(create=False) == own
+    entries = reg.audit_entries()
+    assert [(e["kind"], e["action"]) for e in entries] == [("secret", "create"), ("secret", "replace")]
+    text = json.dumps(entries)
+    for secret in (made, own):
+        assert secret.hex() not in text and secret not in bytes(sql(loc, "SELECT secret FROM registry_secrets")[0]["secret"])
+    assert reg.verify()["ok"]
+    with pytest.raises(RegistryError, match="32 bytes"):
+        reg.ensure_provisioner(b"short")

@@ -64,8 +64,8 @@ def registry():
 
 
 def knarr_args(**kw):
-    args = dict(registry="/srv/fleet/fleet.db", nodes=[dict(label="a", config_overrides=dict(cockpit=dict(
-        auth_token=SECRET))), dict(label="b", config_overrides=dict(cockpit=dict(auth_token=OTHER_SECRET)))])
+    args = dict(registry="/srv/fleet/fleet.db", nodes=[dict(label="a", config_overrides=dict(mail=dict(
+        smtp_password=SECRET))), dict(label="b", config_overrides=dict(mail=dict(smtp_password=OTHER_SECRET)))])
     args.update(kw)
     return args
 
@@ -213,3 +213,19 @@ def test_a_library_missing_from_the_controller_means_the_ordinary_way(knarr):
     action = make_action(knarr, knarr_args())
     action.run(task_vars={})
     assert knarr.calls == [] and action.remote_calls[0]["module_name"] == "fenrir.fleet.knarr_container"
+
+
+def test_secrets_the_run_came_to_know_are_masked_and_their_key_removed(knarr):
+    """A node's cockpit token is read from the registry during the run: handed over under RUNTIME_SECRETS."""
+    from ansible_collections.fenrir.fleet.plugins.module_utils.module_runner import RUNTIME_SECRETS
+    token = "cockpit-token-from-the-registry"
+    knarr.result = {"changed": True, "msg": "token %s" % token, "nodes": [dict(label="a", x=token)],
+                    RUNTIME_SECRETS: [token]}
+    result = make_action(knarr, knarr_args()).run(task_vars={})
+    assert_hidden(result, token)
+    assert RUNTIME_SECRETS not in result and result["nodes"][0]["label"] == "a"
+    knarr.result = None
+    knarr.failure = ModuleFailure("failed near %s" % token, {"failed_nodes": ["a"], RUNTIME_SECRETS: [token]})
+    result = make_action(knarr, knarr_args()).run(task_vars={})
+    assert result["failed"] is True and RUNTIME_SECRETS not in result
+    assert_hidden(result, token)
