@@ -16,6 +16,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.container_files impor
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
     DockerException, docker_argument_spec, run_with_engine)
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, ModuleFailure
+from ansible_collections.fenrir.fleet.plugins.module_utils.fleet_hosts import engines_argument_spec
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import secret_values as toml_secrets
 from ansible_collections.fenrir.fleet.plugins.module_utils.naming import container_name, validate_label
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_containers import (
@@ -42,6 +43,7 @@ def argument_spec():
         boot_timeout=dict(type="int", default=60),
     )
     spec.update({k: dict(v) for k, v in REGISTRY_ARGS.items()})
+    spec.update(engines_argument_spec())  # several engines at once: module_utils/placed_nodes.py
     return dict(argument_spec=spec,
                 mutually_exclusive=[("nodes", "labels")],
                 required_one_of=[("nodes", "labels")],
@@ -266,6 +268,9 @@ def _removal_result(names, outcome, records, check_mode, diff):
 
 def run(params, check_mode=False, diff=False):
     """The module: raises ModuleFailure when the input is refused or any node fails (after handling all)."""
+    if params.get("engines"):
+        from ansible_collections.fenrir.fleet.plugins.module_utils import placed_nodes
+        return placed_nodes.run(params, check_mode, diff)
     def work(client):
         if params["state"] == "absent":
             return remove_nodes(params, client, check_mode, diff)
