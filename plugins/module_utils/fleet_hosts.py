@@ -14,11 +14,17 @@ nodes to fail, never the others'.  :func:`per_engine` runs one function per engi
 
 from __future__ import annotations
 
+import socket
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlparse
 
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import DockerException, make_client
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import LOCAL_ENGINE
+
+# Seconds a managed host has to accept a TCP connection before it is unreachable (its API calls then get the
+# engine's own timeout).
+CONNECT_TIMEOUT = 10
 
 ENGINE_OPTIONS = dict(
     name=dict(type="str", required=True),
@@ -71,11 +77,22 @@ def describe(exc):
     return str(explanation or exc)
 
 
+def reachable(endpoint, timeout):
+    """Open (and close) a TCP connection to a ``tcp://host:port`` endpoint: a host that is gone answers nothing, and
+    a client would otherwise wait its whole API timeout before saying so."""
+    parsed = urlparse(endpoint)
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout):
+        pass
+
+
 def connect(params, engine, max_pool_size=16):
-    """A client for one engine; raises FleetError naming the host when it cannot be reached."""
+    """A client for one engine; raises FleetError naming the host when it cannot be reached (a managed host that
+    does not accept a TCP connection within CONNECT_TIMEOUT seconds is unreachable)."""
     if engine.get("problem"):
         raise FleetError(engine["problem"], label=engine["name"], kind="Docker host")
     try:
+        if not is_local(engine):
+            reachable(engine["docker_host"], min(CONNECT_TIMEOUT, engine.get("timeout") or CONNECT_TIMEOUT))
         return make_client(engine_params(params, engine), max_pool_size=max_pool_size)
     except (DockerException, FleetError, OSError) as exc:
         raise FleetError("unreachable: %s" % describe(exc), label=engine["name"], kind="Docker host")

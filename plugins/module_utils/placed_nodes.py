@@ -73,6 +73,11 @@ class Placed:
             spec["sidecar_port"] = self.port + 1
             if spec["cockpit_port"]:
                 spec["cockpit_port"] = self.port + 2
+            # The node port listens on the host's address only, not on every interface of the host (an explicit
+            # [node] host in config_overrides still wins).
+            overrides = dict(spec.get("config_overrides") or {})
+            overrides["node"] = dict({"host": self.advertise_host}, **(overrides.get("node") or {}))
+            spec["config_overrides"] = overrides
         return spec
 
     def create_options(self):
@@ -246,6 +251,7 @@ def start_nodes(params, check_mode, diff):
         placements = _placements(reg, params, check_mode, engines)
         wanted = {view["engine"] for dummy, view, dummy2 in placements}
         wanted |= {view["previous"] for dummy, view, dummy2 in placements if view.get("previous")}
+        checkpoints.reached("before_engines")
         clients, failed = connect_engines(params, [engines[n] for n in sorted(wanted) if n in engines],
                                           max_pool_size=max(8, params["parallelism"]),
                                           skip=params.get("failed_engines"))
