@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 STAMP      := $(VENV)/.installed
 BENCH_NODES ?= 50
 
-.PHONY: help venv docker image host-image provision check decommission status test unit integration molecule molecule-docker-host docker-host-test bench bench-smoke lint sanity changelog doc clean
+.PHONY: help venv docker image host-image provision check decommission status test unit integration molecule molecule-docker-host docker-host-test fleet-hosts-test bench bench-smoke lint sanity changelog doc clean
 
 help:
 	@echo "make provision  - set up (venv, Docker engine, node image) and provision the local fleet"
@@ -19,12 +19,13 @@ help:
 	@echo "make check      - dry run of the main job (--check --diff), changes nothing"
 	@echo "make status     - registry against Docker, per node"
 	@echo "make decommission - remove the local fleet"
-	@echo "make bench      - fleet-scale benchmark (BENCH_NODES=$(BENCH_NODES)), then the registry's allocation cost"
+	@echo "make bench      - fleet-scale benchmark (BENCH_NODES=$(BENCH_NODES)), the registry's allocation cost, two Docker hosts"
 	@echo "make lint       - ansible-lint (production profile)"
 	@echo "make sanity     - ansible-test sanity on a laid-out copy of the collection"
 	@echo "make host-image - build the stand-in Docker host image (debootstrap; once, ~1.5-3 min)"
 	@echo "make molecule-docker-host - Molecule scenario docker_host: two stand-in hosts over SSH and mutual TLS"
 	@echo "make docker-host-test - pytest tests/integration/test_docker_host.py (two stand-in hosts)"
+	@echo "make fleet-hosts-test - pytest tests/integration/test_fleet_hosts.py (a fleet over two stand-in hosts)"
 
 $(STAMP): requirements.txt constraints.txt
 	@python3 -c 'import ensurepip' 2>/dev/null || { echo "installing python3-venv"; \
@@ -76,12 +77,16 @@ molecule-docker-host: venv host-image
 docker-host-test: venv host-image
 	FENRIR_DOCKER_HOST_TESTS=1 $(PY) -m pytest -q tests/integration/test_docker_host.py
 
+fleet-hosts-test: venv image host-image
+	FENRIR_DOCKER_HOST_TESTS=1 $(PY) -m pytest -q -s tests/integration/test_fleet_hosts.py
+
 bench-smoke: venv image
 	$(PY) bench/fleet_bench.py --nodes 3 --skip-baselines --results bench/results/smoke.json
 
-bench: venv image
+bench: venv image host-image
 	$(PY) bench/fleet_bench.py --nodes $(BENCH_NODES)
 	$(PY) bench/bench_allocation.py
+	$(PY) bench/bench_hosts.py --nodes $(BENCH_NODES)
 
 test: venv image host-image
 	ansible-lint
