@@ -73,8 +73,8 @@ def run(cmd, env=None, log_path=None, check=True):
     if log_path:
         Path(log_path).write_text(proc.stdout + proc.stderr)
     if check and proc.returncode != 0:
-        raise SystemExit("%s failed (rc %d), see %s:\n%s" % (" ".join(map(str, cmd[:3])), proc.returncode, log_path,
-                                                            (proc.stdout + proc.stderr)[-3000:]))
+        tail = (proc.stdout + proc.stderr)[-3000:]
+        raise SystemExit("%s failed (rc %d), see %s:\n%s" % (" ".join(map(str, cmd[:3])), proc.returncode, log_path, tail))
     return wall, proc
 
 

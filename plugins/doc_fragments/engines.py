@@ -67,8 +67,8 @@ options:
         type: str
   failed_engines:
     description:
-      - Engines that failed an earlier step of the run (name -> reason, as RV(failed_engines) of
-        M(fenrir.fleet.knarr_image) or M(fenrir.fleet.fleet_network)): not dialled; their nodes fail with that reason.
+      - Engines that failed an earlier step of the run, name to reason, as the C(failed_engines) result of
+        M(fenrir.fleet.knarr_image) or M(fenrir.fleet.fleet_network). They are not dialled; their nodes fail with that reason.
     type: dict
     default: {}
 """

@@ -271,6 +271,7 @@ def run(params, check_mode=False, diff=False):
     if params.get("engines"):
         from ansible_collections.fenrir.fleet.plugins.module_utils import placed_nodes
         return placed_nodes.run(params, check_mode, diff)
+
     def work(client):
         if params["state"] == "absent":
             return remove_nodes(params, client, check_mode, diff)

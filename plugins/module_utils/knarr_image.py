@@ -147,9 +147,9 @@ def copy_to_engines(params, check_mode):
                     continue
                 want = (source_ids() or {}).get(image)
                 if want is None:
-                    raise FleetError("image %s lacks here and cannot be copied: %s" % (
-                        image, source["problem"] or ("it is not in %s" % (params["archive"] if params["source"] ==
-                                                                           "archive" else "the controller's engine"))))
+                    where = params["archive"] if params["source"] == "archive" else "the controller's engine"
+                    raise FleetError("image %s lacks here and cannot be copied: %s"
+                                     % (image, source["problem"] or "it is not in %s" % where))
                 if image_id == want:
                     continue
                 copied.append(image)

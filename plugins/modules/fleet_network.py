@@ -14,7 +14,7 @@ description:
     a subnet overlapping another Docker network is refused before anything is created.
   - With O(state=absent), removes it when no container is attached.
   - With O(engines) (a fleet over several Docker hosts) the network is made on every engine at once, each with its own
-    subnet (O(engines[].subnet): a managed host's /24 allocated by the registry; the local engine's is O(subnet)).
+    subnet (O(engines[].subnet), a managed host's /24 allocated by the registry; the local engine's is O(subnet)).
     An engine that cannot be reached or refuses is listed in RV(failed_engines); the module does not fail for it.
 author:
   - Fenrir Fleet Maintainers (@fenrir-fleet)

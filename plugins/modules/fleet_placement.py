@@ -22,8 +22,8 @@ description:
     (O(port_start)-O(port_end)), on which its node port is published on the host's address and advertised. In
     C(host) mode (managed hosts only) a block of three ports (node, sidecar, cockpit) of the host's pool instead of
     an address; two nodes on one host never share a port."
-  - A node whose host (or network mode) changes is moved (RV(moves)): a new address and port, the same label, identity
-    and node id. M(fenrir.fleet.knarr_container) moves its container and node.db.
+  - A node whose host (or network mode) changes is moved (RV(moves)), with a new address and port and the same label,
+    identity and node id. M(fenrir.fleet.knarr_container) moves its container and node.db.
   - O(state=query) reads where nodes live (O(labels), or all) and the engines to reach them, without the registry's key.
   - With O(inventory) the nodes of the registry that are not in it are listed (RV(not_in_inventory)); with O(prune)
     they are also returned in RV(prune), for the caller to decommission.
@@ -62,7 +62,7 @@ options:
         type: raw
         default: 256m
       port:
-        description: The node's port on the local engine (for RV(nodes[].advertise)).
+        description: The node's port on the local engine (for the C(advertise) of RV(nodes)).
         type: int
         default: 9010
       image:
@@ -171,7 +171,7 @@ engines:
   type: list
   elements: dict
 moves:
-  description: Nodes whose host changed, C({label: {from, to}}).
+  description: "Nodes whose host changed, C({label: {from, to}})."
   returned: when O(state=present)
   type: dict
 hosts:

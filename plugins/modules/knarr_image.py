@@ -34,8 +34,8 @@ options:
     required: true
   source:
     description:
-      - Where an image a managed host lacks is copied from (with O(engines)): C(engine), the engine of this module's
-        connection options (the controller's); C(archive), the image archive O(archive).
+      - Where an image a managed host lacks is copied from, with O(engines). C(engine) is the engine of this module's
+        connection options (the controller's), C(archive) the image archive O(archive).
     type: str
     choices: [engine, archive]
     default: engine

@@ -88,9 +88,8 @@ class PlacementMixin:
                 start, end, step = ports
                 port = free_port(self.store, docker_host, start, end, step)
                 if port is None:
-                    raise RegistryError("no free port %d-%d (step %d) on Docker host %s" % (start, end, step,
-                                                                                           docker_host or "local"),
-                                        label=label, field="port")
+                    raise RegistryError("no free port %d-%d (step %d) on Docker host %s"
+                                        % (start, end, step, docker_host or "local"), label=label, field="port")
             changes["port"] = port
         elif row is not None and row["port"] is not None:
             changes["port"] = None

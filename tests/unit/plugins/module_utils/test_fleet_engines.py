@@ -67,9 +67,8 @@ def test_a_host_network_node_takes_a_block_of_ports_on_the_host_address():
 
 def test_published_ports_of_an_inspected_container():
     assert published_ports(None) is False and published_ports({}) is False
-    assert published_ports({"9010/tcp": [{"HostIp": "", "HostPort": "9010"}], "1/udp": [{"HostIp": "1.2.3.4",
-                                                                                          "HostPort": "5"}]}) == \
-        ["0.0.0.0:9010->9010/tcp", "1.2.3.4:5->1/udp"]
+    bindings = {"9010/tcp": [{"HostIp": "", "HostPort": "9010"}], "1/udp": [{"HostIp": "1.2.3.4", "HostPort": "5"}]}
+    assert published_ports(bindings) == ["0.0.0.0:9010->9010/tcp", "1.2.3.4:5->1/udp"]
 
 
 # --------------------------------------------------------------------------- engines
@@ -147,8 +146,8 @@ def test_status_asks_every_engine_and_names_an_unreachable_host(tmp_path, monkey
             raise FleetError("unreachable: connection refused", label="h2", kind="Docker host")
         return Client(Api(entries, network_info(*entries)))
     monkeypatch.setattr(fleet_hosts, "connect", connect)
-    engines = [dict(name="h1", address="10.0.0.1", docker_host="x"), dict(name="h2", address="10.0.0.2",
-                                                                         docker_host="y")]
+    engines = [dict(name="h1", address="10.0.0.1", docker_host="x"),
+               dict(name="h2", address="10.0.0.2", docker_host="y")]
     result = drift.fleet_status(dict(registry=db, network=NET, engines=engines, inventory=["b", "h", "gone"]),
                                 make_client=None)
     got = {e["label"]: e for e in result["nodes"]}

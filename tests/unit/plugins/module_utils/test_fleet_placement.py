@@ -89,9 +89,9 @@ def test_no_hosts_places_nothing_and_writes_nothing(db):
 def test_nodes_are_placed_with_addresses_ports_and_identities(loc):
     add_host(loc, "h1", "10.0.0.1")
     add_host(loc, "h2", "10.0.0.2", memory=8 * GIB)
-    out = fleet_placement.run(params(loc, nodes=[node("l", docker_host="local"), node("a", docker_host="h1"),
-                                                  node("x"), node("h", docker_host="h1", network_mode="host"),
-                                                  node("k", docker_host="h1", network_mode="host")]), diff=True)
+    wanted = [node("l", docker_host="local"), node("a", docker_host="h1"), node("x"),
+              node("h", docker_host="h1", network_mode="host"), node("k", docker_host="h1", network_mode="host")]
+    out = fleet_placement.run(params(loc, nodes=wanted), diff=True)
     nodes = {n["label"]: n for n in out["nodes"]}
     assert out["hosts_mode"] and out["changed"]
     with Registry(loc) as reg:
@@ -107,9 +107,7 @@ def test_nodes_are_placed_with_addresses_ports_and_identities(loc):
     assert set(engines) == {"local", "h1", "h2"}
     assert engines["h1"]["docker_host"] == "tcp://10.0.0.1:2376" and engines["h1"]["ca_path"] == "/pki/controller/ca.pem"
     assert sorted(engines["h1"]["nodes"]) == ["a", "h", "k"] and engines["h1"]["images"] == ["knarr-cluster-node:latest"]
-    again = fleet_placement.run(params(loc, nodes=[node("l", docker_host="local"), node("a", docker_host="h1"),
-                                                    node("x"), node("h", docker_host="h1", network_mode="host"),
-                                                    node("k", docker_host="h1", network_mode="host")]))
+    again = fleet_placement.run(params(loc, nodes=wanted))
     assert not again["changed"] and again["nodes"] == out["nodes"]
 
 
