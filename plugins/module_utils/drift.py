@@ -471,8 +471,9 @@ def fleet_status(params, make_client, check_mode=False):
             nodes = [records.get(n["label"], n) for n in nodes]
             entries = _compare_all(nodes, surveys, engines, shown, now, stale_after)
         result.update(changed=bool(released), released=released, diff=dict(before=before, after=after))
-    if params.get("inventory") is not None:
-        inventory = set(params["inventory"])
+    inventory = set(params.get("inventory") or ())
+    # An inventory that holds none of the registry's nodes describes another fleet: nothing to say about this one.
+    if inventory & {n["label"] for n in nodes}:
         for e in entries:
             if _is_node(e) and e["label"] not in inventory:
                 e["drift"].append("not in inventory")

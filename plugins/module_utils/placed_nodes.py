@@ -141,7 +141,7 @@ def _placements(reg, params, check_mode, engines):
     return out
 
 
-def _works(reg, params, check_mode, engines, placements):
+def _works(reg, params, check_mode, engines, placements, recovered=None):
     works = []
     for node, view, record in placements:
         engine = engines[view["engine"]]
@@ -149,7 +149,7 @@ def _works(reg, params, check_mode, engines, placements):
                         engine.get("address"), node["port"])
         spec = placed.adjust(node)
         network = HOST_NETWORK if placed.network_mode == HOST_NETWORK else params["network"]
-        seed = reg.get_seed(node["label"])
+        seed = reg.get_seed(node["label"]) or (recovered or {}).get(node["label"])
         node_id = None
         if seed is None:
             if not check_mode:
@@ -257,10 +257,11 @@ def start_nodes(params, check_mode, diff):
                                           skip=params.get("failed_engines"))
         checkpoints.reached("engines_connected")
         try:
+            recovered = {}
             if LOCAL_ENGINE in clients:
                 local = [n for n, v, dummy in placements if v["engine"] == LOCAL_ENGINE]
-                _recover_identities(reg, clients[LOCAL_ENGINE], local, check_mode)
-            works = _works(reg, params, check_mode, engines, placements)
+                recovered = _recover_identities(reg, clients[LOCAL_ENGINE], local, check_mode)
+            works = _works(reg, params, check_mode, engines, placements, recovered)
             for w in works:
                 if w.engine in failed:
                     _engine_failed(w, failed[w.engine], w.record)

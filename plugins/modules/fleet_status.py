@@ -37,7 +37,8 @@ description:
     returns them) every engine is asked at once, each node against the containers of its own host; a node whose host
     cannot be asked is V(host unreachable), and RV(hosts) lists every Docker host beside its nodes. Nodes on a host are
     probed where they answer (the host's address and their port).
-  - With O(inventory) (every label of the inventory) a live node the inventory no longer has is V(not in inventory).
+  - With O(inventory) (every label of the inventory) a live node the inventory no longer has is V(not in inventory)
+    (unless the inventory holds none of the registry's nodes: then it describes another fleet).
 author:
   - Fenrir Fleet Maintainers (@fenrir-fleet)
 extends_documentation_fragment:
