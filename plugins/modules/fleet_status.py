@@ -38,7 +38,7 @@ description:
     cannot be asked is V(host unreachable), and RV(hosts) lists every Docker host beside its nodes. Nodes on a host are
     probed where they answer (the host's address and their port).
   - With O(inventory) (every label of the inventory) a live node the inventory no longer has is V(not in inventory)
-    (unless the inventory holds none of the registry's nodes: then it describes another fleet).
+    (unless the inventory holds none of the registry's nodes, as an inventory of another fleet would).
 author:
   - Fenrir Fleet Maintainers (@fenrir-fleet)
 extends_documentation_fragment:
