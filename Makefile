@@ -14,7 +14,7 @@ VENV218    ?= .venv-core2.18
 STAMP218   := $(VENV218)/.installed
 BENCH_NODES ?= 50
 
-.PHONY: help venv venv-core2.18 docker image host-image provision check decommission status test test-core2.18 unit integration molecule molecule-docker-host docker-host-test bench bench-smoke bench-registry lint sanity changelog doc clean
+.PHONY: help venv venv-core2.18 docker image host-image provision check decommission status test test-core2.18 unit integration molecule molecule-docker-host docker-host-test fleet-hosts-test bench bench-smoke bench-registry lint sanity changelog doc clean
 
 help:
 	@echo "make provision  - set up (venv, Docker engine, node image) and provision the local fleet"
@@ -22,7 +22,7 @@ help:
 	@echo "make check      - dry run of the main job (--check --diff), changes nothing"
 	@echo "make status     - registry against Docker, per node"
 	@echo "make decommission - remove the local fleet"
-	@echo "make bench      - fleet-scale benchmark (BENCH_NODES=$(BENCH_NODES)), then the registry's allocation cost"
+	@echo "make bench      - fleet-scale benchmark (BENCH_NODES=$(BENCH_NODES)), the registry's allocation cost, two Docker hosts"
 	@echo "make bench-registry - the registry's allocation cost on SQLite and PostgreSQL (a private server it starts)"
 	@echo "make lint       - ansible-lint (production profile)"
 	@echo "make sanity     - ansible-test sanity on a laid-out copy of the collection"
@@ -30,6 +30,7 @@ help:
 	@echo "make molecule-docker-host - Molecule scenario docker_host: two stand-in hosts over SSH and mutual TLS"
 	@echo "make docker-host-test - pytest tests/integration/test_docker_host.py (two stand-in hosts)"
 	@echo "make test-core2.18 - the unit tests under ansible-core 2.18 (a second virtualenv, .venv-core2.18)"
+	@echo "make fleet-hosts-test - pytest tests/integration/test_fleet_hosts.py (a fleet over two stand-in hosts)"
 
 $(STAMP): requirements.txt constraints.txt
 	@python3 -c 'import ensurepip' 2>/dev/null || { echo "installing python3-venv"; \
@@ -89,14 +90,18 @@ molecule-docker-host: venv host-image
 docker-host-test: venv host-image
 	FENRIR_DOCKER_HOST_TESTS=1 $(PY) -m pytest -q tests/integration/test_docker_host.py
 
+fleet-hosts-test: venv image host-image
+	FENRIR_DOCKER_HOST_TESTS=1 $(PY) -m pytest -q -s tests/integration/test_fleet_hosts.py
+
 bench-smoke: venv image
 	$(PY) bench/fleet_bench.py --nodes 3 --skip-baselines --results bench/results/smoke.json
 
 # bench_allocation.py starts the private PostgreSQL cluster of scripts/ensure-postgres itself (FENRIR_BENCH_PG_DSN
 # names another server) and prints 8 processes x 50 allocations on SQLite and PostgreSQL side by side.
-bench: venv image
+bench: venv image host-image
 	$(PY) bench/fleet_bench.py --nodes $(BENCH_NODES)
 	$(PY) bench/bench_allocation.py
+	$(PY) bench/bench_hosts.py --nodes $(BENCH_NODES)
 
 bench-registry: venv
 	$(PY) bench/bench_allocation.py

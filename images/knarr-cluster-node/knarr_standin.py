@@ -5,6 +5,7 @@ Installed in the knarr-cluster-node image as /usr/local/bin/knarr.
 
     knarr serve  --config /opt/knarr/knarr.toml
     knarr health --config /opt/knarr/knarr.toml
+    knarr echo   --host HOST --port PORT [--node-id ID] [--text TEXT]   (a client: call a node's echo skill)
     knarr --version
 
 Why a stand-in: the collection's tests need a node that boots in a fraction of a second, runs in a tiny
@@ -1042,11 +1043,39 @@ def cmd_serve(config_path):
     os._exit(EXIT_OK)
 
 
-def cmd_health(config_path):
-    """A local signed HEARTBEAT: healthy when the node answers it, signed with its own identity."""
+def _ask(host, port, use_tls, msg, timeout=3.0):
+    """Send one framed message to a node port and return its (decoded) answer; raises OSError/ValueError."""
     import socket
     import ssl
     import struct
+    import time
+
+    deadline = time.monotonic() + timeout
+    sock = socket.create_connection((host, port), timeout=min(2.0, timeout))
+    try:
+        if use_tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            sock = ctx.wrap_socket(sock)
+        if callable(msg):
+            msg = msg(sock)
+        sock.sendall(frame(msg))
+        buf = b""
+        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
+            if len(buf) >= 4 and struct.unpack(">I", buf[:4])[0] > MAX_MESSAGE_SIZE:
+                raise ValueError("answer larger than 1 MiB")
+            sock.settimeout(max(0.05, deadline - time.monotonic()))
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ValueError("connection closed without an answer")
+            buf += chunk
+    finally:
+        sock.close()
+    return json.loads(buf[4:4 + struct.unpack(">I", buf[:4])[0]])
+
+
+def cmd_health(config_path):
+    """A local signed HEARTBEAT: healthy when the node answers it, signed with its own identity."""
     import time
 
     try:
@@ -1061,27 +1090,9 @@ def cmd_health(config_path):
     if host in ("0.0.0.0", "::", "*", "localhost"):
         host = "127.0.0.1"
     me = Keys(os.urandom(32))
-    deadline = time.monotonic() + 3.0
     try:
-        sock = socket.create_connection((host, cfg["port"]), timeout=2)
-        try:
-            if cfg["tls"]:
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-                sock = ctx.wrap_socket(sock)
-            sock.sendall(frame(sign(me, "HEARTBEAT", node_id=me.node_id, timestamp=time.time(), version=VERSION)))
-            buf = b""
-            while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
-                if len(buf) >= 4 and struct.unpack(">I", buf[:4])[0] > MAX_MESSAGE_SIZE:
-                    raise ValueError("answer larger than 1 MiB")
-                sock.settimeout(max(0.05, deadline - time.monotonic()))
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ValueError("connection closed without an answer")
-                buf += chunk
-        finally:
-            sock.close()
-        reply = json.loads(buf[4:4 + struct.unpack(">I", buf[:4])[0]])
+        reply = _ask(host, cfg["port"], cfg["tls"],
+                     sign(me, "HEARTBEAT", node_id=me.node_id, timestamp=time.time(), version=VERSION))
     except (OSError, ValueError) as e:
         print("knarr: unhealthy: %s" % e, file=sys.stderr)
         return EXIT_UNHEALTHY
@@ -1093,9 +1104,55 @@ def cmd_health(config_path):
     return EXIT_UNHEALTHY
 
 
+def cmd_echo(host, port, node_id=None, text="hello", use_tls=True, timeout=5.0):
+    """A client, as another peer calls a node: a signed TASK_REQUEST for the echo skill to ``host:port`` (from
+    wherever this runs -- e.g. a node's container on another Docker host), with a fresh identity.  Prints one JSON
+    line; exit 0 when the answer is a TASK_RESULT signed by ``node_id`` (when given), completed, echoing ``text``."""
+    import uuid
+
+    me = Keys(os.urandom(32))
+
+    def request(sock):
+        local = sock.getsockname()
+        return sign(me, "TASK_REQUEST", task_id=str(uuid.uuid4()), requester_node_id=me.node_id,
+                    requester_host=str(local[0]), requester_port=int(local[1]) or 9, skill_name="echo",
+                    input_data={"text": text}, timeout_ms=int(timeout * 1000), mode="sync")
+
+    try:
+        reply = _ask(host, port, use_tls, request, timeout)
+    except (OSError, ValueError) as e:
+        print(json.dumps(dict(ok=False, error=str(e))))
+        return EXIT_UNHEALTHY
+    signed = isinstance(reply, dict) and verify(reply)
+    answered_by = node_id_of(reply["public_key"]) if signed else None
+    ok = (signed and reply.get("type") == "TASK_RESULT" and reply.get("status") == "completed"
+          and (reply.get("output_data") or {}).get("text") == text and (node_id is None or answered_by == node_id))
+    print(json.dumps(dict(ok=bool(ok), node_id=answered_by, signed=bool(signed), type=(reply or {}).get("type"),
+                          status=(reply or {}).get("status"), output=(reply or {}).get("output_data"))))
+    return EXIT_OK if ok else EXIT_UNHEALTHY
+
+
 USAGE = """usage: knarr serve  --config PATH
        knarr health --config PATH
+       knarr echo   --host HOST --port PORT [--node-id ID] [--text TEXT] [--plain]
        knarr --version"""
+
+
+def _echo_main(rest):
+    opts = {"--host": None, "--port": None, "--node-id": None, "--text": "hello"}
+    plain, i = False, 0
+    while i < len(rest):
+        if rest[i] == "--plain":
+            plain, i = True, i + 1
+        elif rest[i] in opts and i + 1 < len(rest):
+            opts[rest[i]], i = rest[i + 1], i + 2
+        else:
+            print("knarr: unknown argument %r\n%s" % (rest[i], USAGE), file=sys.stderr)
+            return EXIT_CONFIG
+    if not opts["--host"] or not (opts["--port"] or "").isdigit():
+        print("knarr: echo needs --host and --port\n%s" % USAGE, file=sys.stderr)
+        return EXIT_CONFIG
+    return cmd_echo(opts["--host"], int(opts["--port"]), opts["--node-id"], opts["--text"], use_tls=not plain)
 
 
 def main(argv=None):
@@ -1107,6 +1164,8 @@ def main(argv=None):
         print(USAGE)
         return EXIT_OK if argv else EXIT_CONFIG
     cmd, rest = argv[0], argv[1:]
+    if cmd == "echo":
+        return _echo_main(rest)
     config = None
     i = 0
     while i < len(rest):

@@ -18,9 +18,13 @@ ROLE_ONLY = ("label", "state", "db_b64", "results")
 # Role variables read once for the whole play (module options of the fleet, not of a node): every host must
 # see the same value.
 FLEET_SETTINGS = ("registry", "registry_key_file", "network", "subnet", "gateway", "pool_start", "pool_end",
-                  "parallelism", "wait", "boot_timeout", "provisioner_db_b64")
+                  "parallelism", "wait", "boot_timeout", "provisioner_db_b64",
+                  # a fleet over Docker hosts (fenrir.fleet.fleet_placement, knarr_image)
+                  "docker_tls_dir", "port_pool_start", "port_pool_end", "image_source", "image_archive", "prune")
 # Fleet settings that are secrets: an error about them names the hosts, never the values.
 SECRET_SETTINGS = ("provisioner_db_b64",)
+# What fenrir.fleet.fleet_placement needs of a node to place it.
+PLACEMENT_FIELDS = ("label", "docker_host", "network_mode", "memory", "port", "image", "ip", "location", "nonce")
 STATES = ("present", "absent")
 # An AWX survey's yes/no question: a multiplechoice of exactly these two strings.
 SURVEY_BOOLEANS = {"true": True, "false": False}
@@ -50,8 +54,9 @@ def _check_fleet(settings, hosts):
 def knarr_node_plan(settings, hosts, remove_all=False):
     """Every host's settings (its ``knarr_node_*`` variables as Ansible resolved them for that host, without
     the prefix) into one plan: ``present`` (each node's settings for fenrir.fleet.knarr_container),
-    ``registry`` (what fenrir.fleet.fleet_registry reserves for them, identities included), ``absent`` (the
-    labels to decommission), ``images`` (image -> labels) and ``hosts`` (label -> inventory host).
+    ``registry`` (what fenrir.fleet.fleet_registry reserves for them, identities included), ``placement`` (what
+    fenrir.fleet.fleet_placement places, identities included), ``absent`` (the labels to decommission), ``images``
+    (image -> labels) and ``hosts`` (label -> inventory host).
 
     With ``remove_all`` every host is decommissioned, whatever its knarr_node_state. Fails naming the host, the
     variable and what is wrong; an identity is never shown.
@@ -59,7 +64,7 @@ def knarr_node_plan(settings, hosts, remove_all=False):
     settings, hosts = list(settings), list(hosts)
     if len(settings) != len(hosts):
         raise AnsibleFilterError("knarr_node_plan: %d settings for %d hosts" % (len(settings), len(hosts)))
-    plan = dict(present=[], registry=[], absent=[], images={}, hosts={})
+    plan = dict(present=[], registry=[], placement=[], absent=[], images={}, hosts={})
     known = set(NODE_OPTIONS) | set(ROLE_ONLY) | set(FLEET_SETTINGS)
     identities = {}
     for host, values in zip(hosts, settings):
@@ -101,6 +106,10 @@ def knarr_node_plan(settings, hosts, remove_all=False):
             identities[node_id] = label
             request["node_db_b64"] = values["db_b64"]
         plan["registry"].append(request)
+        placed = {k: node[k] for k in PLACEMENT_FIELDS if node.get(k) is not None}
+        if request.get("node_db_b64"):
+            placed["node_db_b64"] = request["node_db_b64"]
+        plan["placement"].append(placed)
     _check_fleet(settings, hosts)
     return plan
 

@@ -16,12 +16,15 @@ description:
   - Every public field of the node record is a host variable prefixed C(fleet_) (C(fleet_label), C(fleet_server_id),
     C(fleet_ip), C(fleet_status), C(fleet_location), C(fleet_node_id), C(fleet_container_id), C(fleet_provider),
     C(fleet_nonce), C(fleet_reason), C(fleet_created_at), C(fleet_updated_at), C(fleet_last_seen),
-    C(fleet_report_received_at), C(fleet_has_identity)), plus C(fleet_address_held). Timestamps are seconds since
+    C(fleet_report_received_at), C(fleet_has_identity), C(fleet_docker_host), C(fleet_network_mode), C(fleet_port),
+    C(fleet_image), ...), plus C(fleet_address_held). Timestamps are seconds since
     the epoch. Secrets never leave the registry.
   - The values are data, not templates (Ansible treats them as untrusted), so a C({{ }}) in a location stays text.
   - 'Groups: C(knarr_nodes) with every host; C(fleet_status_<status>) per status; C(fleet_location_<location>) per
     location, every character other than letters, digits and C(_) made C(_) (nodes without a location are in no
-    location group).'
+    location group); C(fleet_docker_host_<host>) per Docker host the node lives on (C(fleet_docker_host_local) for
+    the controller''s engine), the same way -- C(--limit fleet_docker_host_docker1_example_net) works on one host''s
+    nodes.'
   - The registry is opened read-only (SQLite C(mode=ro), PostgreSQL a read-only transaction); it is never created, migrated or written. A registry with
     another schema version than the collection's is refused with a message saying how to migrate it.
   - The inventory file's name must end in C(fleet.yml) or C(fleet.yaml).
@@ -135,6 +138,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             if node["location"]:
                 self.inventory.add_child(
                     self.inventory.add_group("fleet_location_%s" % group_suffix(node["location"])), host)
+            self.inventory.add_child(self.inventory.add_group(
+                "fleet_docker_host_%s" % group_suffix(node.get("docker_host") or "local")), host)
             self._set_composite_vars(self.get_option("compose"), hostvars, host, strict=strict)
             self._add_host_to_composed_groups(self.get_option("groups"), hostvars, host, strict=strict)
             self._add_host_to_keyed_groups(self.get_option("keyed_groups"), hostvars, host, strict=strict)

@@ -203,7 +203,8 @@ def probe(address, port=2376, ca_path=None, client_cert=None, client_key=None, t
     """Prove the daemon at address:port; see the module's docstring. Never raises for an unreachable host."""
     address = _check_address(address, port)
     result = dict(endpoint=_endpoint(address, port), status="disconnected", engine_version=None, api_version=None,
-                  cert_fingerprint_sha256=None, cert_not_after=None, checks={}, problems=[])
+                  cert_fingerprint_sha256=None, cert_not_after=None, memory_bytes=None, ncpu=None, checks={},
+                  problems=[])
     checks = result["checks"]
 
     def record(name, ok, detail, problem=None):
@@ -229,6 +230,14 @@ def probe(address, port=2376, ca_path=None, client_cert=None, client_key=None, t
             version = json.loads(body.decode("utf-8"))
             result["engine_version"] = version.get("Version")
             result["api_version"] = version.get("ApiVersion")
+            status, body, _der, _info = _request(address, port, ctx, "/info", timeout)
+            if status == 200:  # the host's capacity, for placement (not a condition of being connected)
+                try:
+                    info = json.loads(body.decode("utf-8")) if len(body) < 65536 else {}
+                except ValueError:
+                    info = {}
+                result["memory_bytes"] = info.get("MemTotal")
+                result["ncpu"] = info.get("NCPU")
             record("mutual_tls", True, "GET /_ping and /version answered with the controller's certificate")
         except (OSError, http.client.HTTPException) as exc:
             record("mutual_tls", False, "mutual TLS to %s failed: %s" % (result["endpoint"], _describe(exc)))

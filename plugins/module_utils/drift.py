@@ -54,6 +54,8 @@ DRIFTS = (
     "not in registry",       # a container of this registry (or an unlabelled fenrir-* one on the fleet network)
                              # that is no active node's
     "duplicate container",   # a second container for the same node
+    "not in inventory",      # a live node of the registry that the inventory no longer has (fenrir_prune removes it)
+    "host unreachable",      # its Docker host could not be asked (the reason is in the host's entry)
 )
 
 
@@ -186,6 +188,7 @@ def container_view(entry, network, network_info=None):
         labels=entry.get("Labels") or {},
         ip=ip,
         on_network=bool(net) or bool(attached),
+        host_network="host" in ((entry.get("NetworkSettings") or {}).get("Networks") or {}),
     )
 
 
@@ -268,8 +271,11 @@ def compare(nodes, containers, registry_path, now=None, stale_after=DEFAULT_STAL
             running = container["state"] == "running"
             if not running:
                 found.append("stopped")
-            if not container["on_network"] or (container["ip"] != node["ip"]
-                                               and (container["ip"] is not None or running)):
+            if node.get("network_mode") == "host":
+                if not container.get("host_network"):
+                    found.append("address differs")  # a host-network node in another network
+            elif not container["on_network"] or (container["ip"] != node["ip"]
+                                                 and (container["ip"] is not None or running)):
                 found.append("address differs")
             if node.get("container_id") and container["id"] != node["container_id"]:
                 found.append("container id differs")
@@ -316,13 +322,15 @@ def probe_identity(db, key_file=None):
 
 
 def probe(entries, port=DEFAULT_NODE_PORT, timeout=DEFAULT_PROBE_TIMEOUT, parallelism=8, identity=None):
-    """Ask every running registry node for status and echo (at its container's address), signed by
-    ``identity`` (the provisioner's); adds drift."""
-    todo = [e for e in entries if _is_node(e) and e["container_state"] == "running" and e["container_ip"]]
+    """Ask every running registry node for status and echo (at its container's address, or -- on a Docker host --
+    where it answers, ``probe_at``), signed by ``identity`` (the provisioner's); adds drift."""
+    todo = [e for e in entries if _is_node(e) and e["container_state"] == "running"
+            and (e.get("probe_at") or e["container_ip"])]
 
     def one(e):
+        host, at = e.get("probe_at") or (e["container_ip"], port)
         try:
-            probe_once(e["container_ip"], port, e.get("node_id"), timeout=timeout, identity=identity)
+            probe_once(host, at, e.get("node_id"), timeout=timeout, identity=identity)
         except ProbeError as exc:
             e["probe_error"] = str(exc)
             e["drift"].append("wrong identity" if "wrong identity" in str(exc) else "not answering")
@@ -402,12 +410,88 @@ def release_stale(db, nodes, labels, stale_after, now=None, check_mode=False):
 
 # --------------------------------------------------------------------------- the module
 
-def fleet_status(params, make_client, check_mode=False):
-    """The fleet_status module: read the registry, list the containers and inspect the fleet network once each,
-    compare; with ``release_stale``, release the stale records; with ``probe``, probe."""
-    from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
-        APIError, DockerException, NotFound)
+def _survey(client, network):
+    """Every container of one engine (one listing) and the fleet network there (one inspection), as views."""
+    from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import NotFound
+    listing = client.api.containers(all=True)
+    try:
+        network_info = client.api.inspect_network(network)
+    except NotFound:
+        network_info = False
+    return [container_view(c, network, network_info) for c in listing]
 
+
+def _surveys(params, make_client, network):
+    """{engine: container views or an error string}: the module's own engine, or every engine of ``engines`` at once."""
+    from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import APIError, DockerException
+    from ansible_collections.fenrir.fleet.plugins.module_utils.fleet_hosts import connect, describe, per_engine
+    from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import LOCAL_ENGINE
+    engines = params.get("engines")
+    if not engines:
+        try:
+            client = make_client(params)
+        except (DockerException, FleetError) as exc:
+            raise DriftError("cannot connect to the Docker engine: %s" % exc)
+        try:
+            return {LOCAL_ENGINE: _survey(client, network)}
+        except (APIError, DockerException) as exc:
+            raise DriftError("cannot list the containers on the Docker engine: %s"
+                             % (getattr(exc, "explanation", None) or exc))
+        finally:
+            client.close()
+    found = {}
+
+    def one(engine):
+        try:
+            client = connect(params, engine)
+        except FleetError as exc:
+            found[engine["name"]] = exc.message
+            return
+        try:
+            found[engine["name"]] = _survey(client, network)
+        except (APIError, DockerException, OSError) as exc:
+            found[engine["name"]] = "cannot list its containers: %s" % describe(exc)
+        finally:
+            client.close()
+    per_engine(engines, one)
+    return found
+
+
+def _compare_all(nodes, surveys, engines, shown, now, stale_after, former=()):
+    """Drift of every node against the containers of its own engine; a node whose engine could not be asked is
+    ``host unreachable``."""
+    from ansible_collections.fenrir.fleet.plugins.module_utils.fleet_hosts import engine_name
+    addresses = {e["name"]: e.get("address") for e in engines or []}
+    entries = []
+    for name in sorted(surveys, key=lambda n: (n != "local", n)):
+        mine = [n for n in nodes if engine_name(n.get("docker_host")) == name]
+        survey = surveys[name]
+        if isinstance(survey, str):
+            for node in mine:
+                age = _record_age(node, now)
+                drift = ["status %s" % node["status"]] if node["status"] in ("provisioning", "failed") else []
+                entries.append(_entry(node["label"], node["server_id"], node["status"], node["ip"], None,
+                                      drift + ["host unreachable"], node.get("node_id"), age))
+        else:
+            entries += compare(mine, survey, shown, now=now, stale_after=stale_after, former=former)
+        for e in entries:
+            if "docker_host" not in e:
+                e["docker_host"] = name
+    by_label = {n["label"]: n for n in nodes}
+    for e in entries:
+        node = by_label.get(e["label"]) if e["registry_status"] is not None else None
+        e["network_mode"] = (node or {}).get("network_mode") or "bridge"
+        e["port"] = (node or {}).get("port")
+        if node is not None and node.get("port") and e["docker_host"] != "local":
+            e["probe_at"] = (addresses.get(e["docker_host"]), node["port"])
+            e["endpoint"] = "%s:%d" % e["probe_at"]
+    return entries
+
+
+def fleet_status(params, make_client, check_mode=False):
+    """The fleet_status module: read the registry, list the containers and inspect the fleet network once each on
+    every engine (all engines at once), compare; with ``release_stale``, release the stale records; with
+    ``probe``, probe; with ``inventory``, name the live nodes it lacks."""
     db = params["registry"]
     shown = registry_id(db)  # a path, or the DSN without its password
     network = params.get("network") or DEFAULT_NETWORK
@@ -420,24 +504,10 @@ def fleet_status(params, make_client, check_mode=False):
         former = former_locations(db)
     except RegistryError as exc:
         raise DriftError(exc.bare_message)
-    try:
-        client = make_client(params)
-    except (DockerException, FleetError) as exc:
-        raise DriftError("cannot connect to the Docker engine: %s" % exc)
-    try:
-        listing = client.api.containers(all=True)
-        try:
-            network_info = client.api.inspect_network(network)
-        except NotFound:
-            network_info = False
-        containers = [container_view(c, network, network_info) for c in listing]
-    except (APIError, DockerException) as exc:
-        raise DriftError("cannot list the containers on the Docker engine: %s"
-                         % (getattr(exc, "explanation", None) or exc))
-    finally:
-        client.close()
+    surveys = _surveys(params, make_client, network)
+    engines = params.get("engines") or []
     now = time.time()
-    entries = compare(nodes, containers, shown, now=now, stale_after=stale_after, former=former)
+    entries = _compare_all(nodes, surveys, engines, shown, now, stale_after, former)
     result = dict(changed=False, registry=shown, network=network, released=[])
     if params.get("release_stale"):
         stale = [e["label"] for e in entries if _is_node(e) and "stale provisioning" in e["drift"]]
@@ -445,11 +515,38 @@ def fleet_status(params, make_client, check_mode=False):
                                                          check_mode=check_mode)
         if records:
             nodes = [records.get(n["label"], n) for n in nodes]
-            entries = compare(nodes, containers, shown, now=now, stale_after=stale_after, former=former)
+            entries = _compare_all(nodes, surveys, engines, shown, now, stale_after, former)
         result.update(changed=bool(released), released=released, diff=dict(before=before, after=after))
+    inventory = set(params.get("inventory") or ())
+    # An inventory that holds none of the registry's nodes describes another fleet: nothing to say about this one.
+    if inventory & {n["label"] for n in nodes}:
+        for e in entries:
+            if _is_node(e) and e["label"] not in inventory:
+                e["drift"].append("not in inventory")
     if params.get("probe"):
         identity, result["provisioner_node_id"] = probe_identity(db, params.get("key_file"))
         probe(entries, port=params.get("port") or DEFAULT_NODE_PORT,
               timeout=params.get("probe_timeout") or DEFAULT_PROBE_TIMEOUT, identity=identity)
+    for e in entries:
+        e.pop("probe_at", None)
     result.update(nodes=entries, in_sync=not any(e["drift"] for e in entries), summary=summarize(entries))
+    if engines:
+        result["hosts"] = _hosts_view(db, nodes, surveys)
     return result
+
+
+def _hosts_view(db, nodes, surveys):
+    """Every Docker host of the registry beside its nodes: its record, how many live nodes it has, and whether its
+    engine answered this status run."""
+    from ansible_collections.fenrir.fleet.plugins.module_utils.registry import read_hosts
+    try:
+        hosts = read_hosts(db)
+    except RegistryError as exc:
+        raise DriftError(exc.bare_message)
+    out = []
+    for host in hosts:
+        survey = surveys.get(host["name"])
+        out.append(dict(host, nodes=sum(1 for n in nodes if n.get("docker_host") == host["name"]),
+                        engine="answered" if isinstance(survey, list) else ("not asked" if survey is None else "unreachable"),
+                        engine_problem=survey if isinstance(survey, str) else None))
+    return out

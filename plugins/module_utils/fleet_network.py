@@ -11,8 +11,10 @@ from __future__ import annotations
 import ipaddress
 
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
-    APIError, NotFound, docker_argument_spec, run_with_engine)
+    APIError, DockerException, NotFound, docker_argument_spec, run_with_engine)
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
+from ansible_collections.fenrir.fleet.plugins.module_utils.fleet_hosts import (
+    connect, describe, engines_argument_spec, host_reason, is_local, per_engine)
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NETWORK_OPTION
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry_options import pool_argument_spec
 
@@ -23,7 +25,7 @@ ARGUMENT_SPEC = dict(argument_spec=docker_argument_spec(
     driver=dict(type="str", default="bridge"),
     labels=dict(type="dict"),
     state=dict(type="str", choices=["present", "absent"], default="present"),
-    **pool_argument_spec("subnet", "gateway")
+    **dict(pool_argument_spec("subnet", "gateway"), **engines_argument_spec())
 ))
 
 
@@ -147,6 +149,51 @@ def ensure_network(api, params, check_mode):
     return dict(changed=True, network=after, diff=dict(before=None, after=after))
 
 
+def on_engines(params, check_mode):
+    """The network on every engine of ``engines``, all at once, each with its own subnet (a Docker host's /24 from
+    the registry; the local engine's from ``subnet``/``gateway``).  An engine that cannot be reached or refuses is
+    reported in ``failed_engines``, never fails the others."""
+    import threading
+    lock = threading.Lock()
+    failed = {name: host_reason(name, reason) for name, reason in (params.get("failed_engines") or {}).items()}
+    networks, before, after = {}, {}, {}
+
+    def one(engine):
+        name = engine["name"]
+        if name in failed:
+            return
+        wanted = dict(params) if is_local(engine) else dict(params, subnet=engine.get("subnet"),
+                                                            gateway=engine.get("gateway"))
+        try:
+            client = connect(params, engine)
+        except FleetError as exc:
+            with lock:
+                failed[name] = str(exc)
+            return
+        try:
+            got = ensure_network(client.api, wanted, check_mode)
+            with lock:
+                networks[name] = got["network"]
+                if got["changed"]:
+                    before[name], after[name] = got["diff"]["before"], got["diff"]["after"]
+        except FleetError as exc:
+            with lock:
+                failed[name] = host_reason(name, str(exc))
+        except (APIError, DockerException, NotFound, OSError) as exc:
+            with lock:
+                failed[name] = host_reason(name, describe(exc))
+        finally:
+            client.close()
+
+    per_engine(params["engines"], one)
+    return dict(changed=bool(after), networks=networks, failed_engines=failed, diff=dict(before=before, after=after))
+
+
 def run(params, check_mode=False, diff=False):
     """The module: raises ModuleFailure naming the network and the field."""
+    if params.get("engines"):
+        result = on_engines(params, check_mode)
+        if not diff:
+            result.pop("diff", None)
+        return result
     return run_with_engine(params, lambda client: ensure_network(client.api, params, check_mode), diff=diff)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ansible_collections.fenrir.fleet.plugins.module_utils import drift
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import docker_argument_spec, make_client
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, ModuleFailure
+from ansible_collections.fenrir.fleet.plugins.module_utils.fleet_hosts import engines_argument_spec
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NETWORK_OPTION, NODE_OPTIONS
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry_options import REGISTRY_ARGS
 
@@ -20,7 +21,8 @@ ARGUMENT_SPEC = dict(argument_spec=docker_argument_spec(
     probe_timeout=dict(type="float", default=drift.DEFAULT_PROBE_TIMEOUT),
     stale_after=dict(type="float", default=drift.DEFAULT_STALE_AFTER),
     release_stale=dict(type="bool", default=False),
-    **{k: dict(v) for k, v in REGISTRY_ARGS.items()}
+    inventory=dict(type="list", elements="str"),
+    **dict({k: dict(v) for k, v in REGISTRY_ARGS.items()}, **engines_argument_spec())
 ))
 
 

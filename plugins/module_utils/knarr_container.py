@@ -20,6 +20,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import 
     DockerException, docker_argument_spec, run_with_engine)
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, ModuleFailure
 from ansible_collections.fenrir.fleet.plugins.module_utils.module_runner import RUNTIME_SECRETS
+from ansible_collections.fenrir.fleet.plugins.module_utils.fleet_hosts import engines_argument_spec
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import secret_values as toml_secrets
 from ansible_collections.fenrir.fleet.plugins.module_utils.naming import container_name, validate_label
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_containers import (
@@ -48,6 +49,7 @@ def argument_spec():
         provisioner_db_b64=dict(type="str", no_log=True),
     )
     spec.update({k: dict(v) for k, v in REGISTRY_ARGS.items()})
+    spec.update(engines_argument_spec())  # several engines at once: module_utils/placed_nodes.py
     return dict(argument_spec=spec,
                 mutually_exclusive=[("nodes", "labels")],
                 required_one_of=[("nodes", "labels")],
@@ -103,6 +105,25 @@ def _cockpit_tokens(reg, labels, planned):
     return tokens
 
 
+def provisioner_default(node, provisioner, warnings):
+    """A node without ``provisioner_node_id`` names the provisioner's own identity in its [peer_overrides]; one that
+    names another is warned about (the proof of life is signed by the registry's)."""
+    if node.get("provisioner_node_id") is None:
+        node["provisioner_node_id"] = provisioner.node_id
+    elif not provisioner.node_id.startswith(node["provisioner_node_id"]):
+        warnings.append("node %r: provisioner_node_id %s is not this registry's provisioner identity (%s); "
+                        "[peer_overrides] names a key the proof of life is not signed with"
+                        % (node["label"], node["provisioner_node_id"], provisioner.node_id))
+    return node
+
+
+def cockpit_tokens(reg, params, nodes, only_planned):
+    """The cockpit token of every node with a cockpit (none are made for probing: it renders no file)."""
+    if params["state"] == "probed":
+        return {}
+    return _cockpit_tokens(reg, [n["label"] for n in nodes if n["cockpit_port"]], only_planned)
+
+
 def _works(reg, params, check_mode, recovered, provisioner, warnings):
     """One NodeWork per node: its normalised settings, the address and identity the registry holds, its cockpit
     token; a node without ``provisioner_node_id`` names the provisioner's own in its [peer_overrides]."""
@@ -110,14 +131,8 @@ def _works(reg, params, check_mode, recovered, provisioner, warnings):
     found, seen, only_planned = [], set(), set()
     former = reg.former_locations()
     for raw in params["nodes"]:
-        node = normalize_node(raw, validated=True)
+        node = provisioner_default(normalize_node(raw, validated=True), provisioner, warnings)
         label = node["label"]
-        if node.get("provisioner_node_id") is None:
-            node["provisioner_node_id"] = provisioner.node_id
-        elif not provisioner.node_id.startswith(node["provisioner_node_id"]):
-            warnings.append("node %r: provisioner_node_id %s is not this registry's provisioner identity (%s); "
-                            "[peer_overrides] names a key the proof of life is not signed with"
-                            % (label, node["provisioner_node_id"], provisioner.node_id))
         if label in seen:
             raise FleetError("given twice", label=label, field="label")
         seen.add(label)
@@ -143,9 +158,7 @@ def _works(reg, params, check_mode, recovered, provisioner, warnings):
             seed = ident.new_seed()
             only_planned.add(label)
         found.append((node, ip, seed, shown_id))
-    # Probing renders no file: no token is needed (nor made) for it.
-    tokens = {} if params["state"] == "probed" else _cockpit_tokens(
-        reg, [n["label"] for n, dummy, dummy2, dummy3 in found if n["cockpit_port"]], only_planned)
+    tokens = cockpit_tokens(reg, params, [f[0] for f in found], only_planned)
     return [NodeWork(node, ip, seed, reg.path, params["network"], node_id=shown_id,
                      cockpit_token=tokens.get(node["label"]), former=former)
             for node, ip, seed, shown_id in found]
@@ -331,6 +344,10 @@ def _removal_result(names, outcome, records, check_mode, diff):
 
 def run(params, check_mode=False, diff=False):
     """The module: raises ModuleFailure when the input is refused or any node fails (after handling all)."""
+    if params.get("engines"):
+        from ansible_collections.fenrir.fleet.plugins.module_utils import placed_nodes
+        return placed_nodes.run(params, check_mode, diff)
+
     def work(client):
         if params["state"] == "absent":
             return remove_nodes(params, client, check_mode, diff)

@@ -40,13 +40,20 @@ NODE_CERT_PATHS = (DATA_DIR + "/cert.pem", DATA_DIR + "/key.pem")
 class NodeWork:
     """One node's desired state and, after reconcile(), what happened to it."""
 
-    def __init__(self, spec, ip, seed, registry_path, network, node_id=None, cockpit_token=None, former=()):
+    def __init__(self, spec, ip, seed, registry_path, network, node_id=None, cockpit_token=None, former=(),
+                 placement=None):
         self.spec = spec  # the node's settings, normalised (node_spec.normalize_node)
         self.label = spec["label"]
         self.name = spec["server_id"]
         self.ip = ip
         self.network = network
-        self.files = node_files(spec, ip, cockpit_token)  # path -> (bytes, mode), node.db aside
+        # Where the node lives when it is not a bridge node of the local engine (placement.Placed), else None.
+        self.placement = placement
+        self.engine = placement.engine if placement else None
+        self.container_ip = placement.container_ip if placement else ip
+        self.probe_at = placement.probe_at if placement else (ip, spec["port"])
+        self.carried_db = None  # a moved node's own node.db, taken from its previous container
+        self.files = node_files(spec, placement.advertise_host if placement else ip, cockpit_token)
         self.cockpit_token = cockpit_token  # a secret: never in a result
         self.seed = seed
         self.node_id = node_id or ident.node_id_from_seed(seed)
@@ -81,7 +88,12 @@ class NodeWork:
     def result(self, check_mode=False):
         contract = dict(status="error" if self.failed else ("dry_run" if check_mode else "ok"),
                         ip=self.ip, server_id=self.name, provider="docker")
-        return dict(label=self.label, server_id=self.name, ip=self.ip, node_id=self.node_id, result=contract,
+        extra = {}
+        if self.placement is not None:
+            contract.update(docker_host=self.engine, endpoint="%s:%d" % self.probe_at)
+            extra = dict(docker_host=self.engine, network_mode=self.placement.network_mode,
+                         endpoint="%s:%d" % self.probe_at)
+        return dict(extra, label=self.label, server_id=self.name, ip=self.ip, node_id=self.node_id, result=contract,
                     container_id=self.container_id, actions=list(self.actions), changed=self.changed,
                     failed=self.failed, reason=self.reason, state=self.state, registry_status=self.registry_status,
                     boot_seconds=round(self.boot_seconds, 3) if self.boot_seconds is not None else None)
@@ -121,7 +133,7 @@ def container_view(info, network):
         pids_limit=host.get("PidsLimit"),
         nano_cpus=host.get("NanoCpus") or 0,
         restart_policy=(host.get("RestartPolicy") or {}).get("Name") or "no",  # the engine may report "" for no
-        ports_published=bool(host.get("PortBindings")),
+        ports_published=published_ports(host.get("PortBindings")),
         user=info["Config"].get("User") or "",
         cap_drop=sorted(host.get("CapDrop") or []),
         cap_add=sorted(host.get("CapAdd") or []),
@@ -138,13 +150,26 @@ def container_view(info, network):
 def desired_view(work, image_id):
     spec = work.spec
     mounts = sorted([("tmpfs", t) for t in TMPFS] + [("volume", DATA_DIR)]) if spec["read_only"] else []
-    return dict(name=work.name, image=spec["image"], image_id=image_id, network=work.network, ip=work.ip,
+    publish = work.placement.publish if work.placement else None
+    return dict(name=work.name, image=spec["image"], image_id=image_id, network=work.network, ip=work.container_ip,
                 memory=spec["memory_bytes"], pids_limit=spec["pids_limit"], nano_cpus=spec["nano_cpus"],
-                restart_policy=spec["restart_policy"], ports_published=False, user=HARDENING["user"],
+                restart_policy=spec["restart_policy"],
+                ports_published=["%s:%d->%d/tcp" % (publish[0], publish[1], publish[1])] if publish else False,
+                user=HARDENING["user"],
                 cap_drop=list(HARDENING["cap_drop"]), cap_add=list(HARDENING["cap_add"]),
                 security_opt=list(HARDENING["security_opt"]), privileged=HARDENING["privileged"],
                 log=list(HARDENING["log"]), read_only=bool(spec["read_only"]), mounts=mounts,
                 labels=work.labels, state="running")
+
+
+def published_ports(bindings):
+    """A container's published ports as ``address:port->port/proto`` (sorted), or False when none."""
+    out = []
+    for container_port, binds in (bindings or {}).items():
+        port, dummy, proto = str(container_port).partition("/")
+        for bind in binds or []:
+            out.append("%s:%s->%s/%s" % (bind.get("HostIp") or "0.0.0.0", bind.get("HostPort"), port, proto or "tcp"))
+    return sorted(out) or False
 
 
 #: What is compared between an inspected container and the wanted one: any difference means a new container.
@@ -285,6 +310,8 @@ class Reconciler:
         spec = work.spec
         desired_files = dict(work.files)
         desired_files[NODE_DB_PATH] = (IdentityFile(work.seed, work.node_id), 0o600)
+        if work.carried_db is not None:  # a moved node: its own node.db from its previous container
+            desired_files[NODE_DB_PATH] = work.carried_db
         image_id = self.image_id(spec["image"])
         desired = desired_view(work, image_id)
         info = self._inspect(work.name)
@@ -416,6 +443,8 @@ class Reconciler:
             # put_archive into a read-only root filesystem is refused by the engine, but not into a volume: the
             # node's directory is an anonymous volume (filled from the image, removed with the container).
             extra.update(read_only=True, tmpfs=dict(TMPFS), mounts=[{"Type": "volume", "Target": DATA_DIR}])
+        placed = work.placement.create_options() if work.placement else {}
+        extra.update(placed.get("host_config", {}))
         host_config = self.api.create_host_config(
             mem_limit=spec["memory_bytes"],
             memswap_limit=spec["memory_bytes"],
@@ -427,12 +456,15 @@ class Reconciler:
             log_config={"Type": "json-file", "Config": {"max-size": LOG_MAX_SIZE, "max-file": LOG_MAX_FILE}},
             **extra
         )
-        networking = self.api.create_networking_config({
-            work.network: self.api.create_endpoint_config(ipv4_address=work.ip),
-        })
+        networking = None
+        if work.container_ip:
+            networking = self.api.create_networking_config({
+                work.network: self.api.create_endpoint_config(ipv4_address=work.container_ip),
+            })
         created = self.api.create_container(
-            image=spec["image"], name=work.name, hostname=work.name, labels=work.labels, user=NODE_USER,
-            host_config=host_config, networking_config=networking, detach=True,
+            image=spec["image"], name=work.name, hostname=work.name if work.container_ip else None,
+            labels=work.labels, user=NODE_USER, host_config=host_config, networking_config=networking, detach=True,
+            **placed.get("container", {})
         )
         return created["Id"]
 
@@ -453,8 +485,9 @@ class Reconciler:
             return None
 
         try:
-            status, waited = wait_until_alive(work.ip, work.spec["port"], work.node_id, timeout=self.boot_timeout,
-                                              still_running=still_running, identity=self.identity)
+            status, waited = wait_until_alive(work.probe_at[0], work.probe_at[1], work.node_id,
+                                              timeout=self.boot_timeout, still_running=still_running,
+                                              identity=self.identity)
         except ProbeError as exc:
             work.failed = True
             work.reason = "node %s (%s) is not alive: %s" % (work.label, work.name, exc)
@@ -481,7 +514,7 @@ def probe_works(works, parallelism=8, timeout=60.0, identity=None):
     Fills failed/reason/status."""
     def one(work):
         try:
-            status, waited = wait_until_alive(work.ip, work.spec["port"], work.node_id, timeout=timeout,
+            status, waited = wait_until_alive(work.probe_at[0], work.probe_at[1], work.node_id, timeout=timeout,
                                               identity=identity)
             work.status, work.boot_seconds, work.proven = status, waited, True
         except (ProbeError, OSError) as exc:

@@ -21,6 +21,11 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.errors import SpecErr
 from ansible_collections.fenrir.fleet.plugins.module_utils.naming import container_name, validate_label
 
 RESTART_POLICIES = ["no", "always", "on-failure", "unless-stopped"]
+NETWORK_MODES = ["bridge", "host"]
+# knarr_node_docker_host: the name of the controller's own engine (a Docker host of the fleet is named as in the
+# registry's hosts, i.e. its inventory host name in docker_hosts).
+LOCAL_ENGINE = "local"
+DOCKER_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}$")
 
 NODE_OPTIONS = dict(
     label=dict(type="str", required=True),
@@ -48,6 +53,8 @@ NODE_OPTIONS = dict(
     echo_price=dict(type="float", default=0.0),
     echo_tags=dict(type="list", elements="str", default=["echo", "fenrir"]),
     config_overrides=dict(type="dict", default={}),
+    docker_host=dict(type="str"),
+    network_mode=dict(type="str", default="bridge", choices=NETWORK_MODES),
 )
 # The fleet's bridge network (one per Docker host): a fleet setting, not a node's.
 NETWORK_OPTION = dict(type="str", default="fenrir-fleet")
@@ -161,6 +168,10 @@ def normalize_node(node, validated=False):
     check_hostport(label, "provisioner_endpoint", node["provisioner_endpoint"])
     if not node["image"] or any(c.isspace() for c in node["image"]):
         raise SpecError(label, "image", "%r is not a valid image name" % (node["image"],))
+    host = node.get("docker_host")
+    if host is not None and not DOCKER_HOST_RE.fullmatch(host):
+        raise SpecError(label, "docker_host", "%r is not the name of a Docker host of the fleet (a host of "
+                        "docker_hosts, or %r for the controller's own engine)" % (host, LOCAL_ENGINE))
     node["server_id"] = container_name(label)
     if node["config_overrides"]:
         from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import check_overrides

@@ -114,6 +114,14 @@ cert_not_after:
   returned: when O(expect=serving)
   type: str
   sample: "2027-03-01T10:00:00Z"
+memory_bytes:
+  description: The host's memory as its engine reports it (C(GET /info) C(MemTotal)); the fleet places nodes against it.
+  returned: when O(expect=serving)
+  type: int
+ncpu:
+  description: The host's CPU count as its engine reports it (C(GET /info) C(NCPU)).
+  returned: when O(expect=serving)
+  type: int
 checks:
   description: Each check with C(ok) and C(detail).
   returned: always

@@ -13,10 +13,14 @@ description:
   - An existing network of that name with another subnet, gateway or driver is an error that says so;
     a subnet overlapping another Docker network is refused before anything is created.
   - With O(state=absent), removes it when no container is attached.
+  - With O(engines) (a fleet over several Docker hosts) the network is made on every engine at once, each with its own
+    subnet (O(engines[].subnet), a managed host's /24 allocated by the registry; the local engine's is O(subnet)).
+    An engine that cannot be reached or refuses is listed in RV(failed_engines); the module does not fail for it.
 author:
   - Fenrir Fleet Maintainers (@fenrir-fleet)
 extends_documentation_fragment:
   - fenrir.fleet.docker
+  - fenrir.fleet.engines
   - fenrir.fleet.attributes
   - fenrir.fleet.attributes.actiongroup_docker
 options:
@@ -70,6 +74,14 @@ network:
   returned: when O(state=present)
   type: dict
   sample: {name: fenrir-fleet, id: 5b0c..., driver: bridge, subnet: 172.21.0.0/24, gateway: 172.21.0.1, containers: 3}
+networks:
+  description: With O(engines), the network on each engine.
+  returned: when O(engines) is given
+  type: dict
+failed_engines:
+  description: With O(engines), the engines that could not be reached or refused, with the reason.
+  returned: when O(engines) is given
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -33,14 +33,25 @@ description:
     V(not in registry) (for example the container of a destroyed node), and so are unlabelled C(fenrir-*)
     containers on O(network) that no node claims; a second container for the same node as V(duplicate container).
   - Changes nothing, neither the registry nor Docker, unless O(release_stale=true).
+  - With O(engines) (a fleet over Docker hosts, as M(fenrir.fleet.fleet_placement) O(fenrir.fleet.fleet_placement#module:state=query)
+    returns them) every engine is asked at once, each node against the containers of its own host; a node whose host
+    cannot be asked is V(host unreachable), and RV(hosts) lists every Docker host beside its nodes. Nodes on a host are
+    probed where they answer (the host's address and their port).
+  - With O(inventory) (every label of the inventory) a live node the inventory no longer has is V(not in inventory)
+    (unless the inventory holds none of the registry's nodes, as an inventory of another fleet would).
 author:
   - Fenrir Fleet Maintainers (@fenrir-fleet)
 extends_documentation_fragment:
   - fenrir.fleet.docker
   - fenrir.fleet.registry
+  - fenrir.fleet.engines
   - fenrir.fleet.attributes
   - fenrir.fleet.attributes.actiongroup_docker
 options:
+  inventory:
+    description: Every node label of the inventory; a live node of the registry that is not among them is V(not in inventory).
+    type: list
+    elements: str
   network:
     description: The fleet network the nodes' addresses are on.
     type: str
@@ -181,6 +192,18 @@ nodes:
     probe_error:
       description: Why the probe failed (with O(probe=true)); V(null) otherwise.
       type: str
+    docker_host:
+      description: The engine the node lives on (a Docker host of the registry, or C(local)).
+      type: str
+    network_mode:
+      description: C(bridge) or C(host).
+      type: str
+    port:
+      description: The node's port on its Docker host (published node port, or host network); V(null) on the local engine.
+      type: int
+    endpoint:
+      description: Where a node on a Docker host answers, C(host address:port).
+      type: str
   sample:
     - label: alpha
       server_id: fenrir-alpha
@@ -248,6 +271,14 @@ diff:
     before: {delta: {status: provisioning, reason: null, ip: 172.21.0.13, address_held: true}}
     after: {delta: {status: failed, reason: "stale provisioning: unchanged for 4210 s ...", ip: 172.21.0.13,
                     address_held: false}}
+hosts:
+  description:
+    - With O(engines), every Docker host of the registry (not decommissioned) beside its nodes -- its record (name,
+      address, endpoint, subnet, status, engine version, certificate expiry, memory, node limit, reason), C(nodes) (its
+      live nodes), C(engine) (C(answered), C(unreachable), C(not asked)) and C(engine_problem).
+  returned: when O(engines) is given
+  type: list
+  elements: dict
 registry:
   description: The registry (a file's absolute path).
   returned: success

@@ -26,6 +26,12 @@ description:
     identity (O(provisioner_db_b64)), that it holds the registry's identity and its echo skill returns what it was
     sent.
   - Nodes are reconciled in parallel over the Docker API (O(parallelism) at a time).
+  - With O(engines) the nodes live on several engines (the controller's and managed Docker hosts, where
+    M(fenrir.fleet.fleet_placement) placed them), all worked on at once. On a managed host a bridge node's node port
+    is published on the host's address and advertised there; a C(host) network node uses its ports of the host's pool.
+    An engine that is unreachable or refuses fails only its own nodes (recorded C(failed) with a reason naming the
+    host, RV(failed_hosts)). A node moved to another host takes its node.db (identity and data) from its previous
+    container, which is removed once the node proved itself on the new host.
   - A node that fails after this run touched it has its container removed and its record marked C(failed) with the
     reason; a later run retries it. Nodes proven alive are recorded C(online) (see O(register)).
 author:
@@ -33,6 +39,7 @@ author:
 extends_documentation_fragment:
   - fenrir.fleet.docker
   - fenrir.fleet.registry
+  - fenrir.fleet.engines
   - fenrir.fleet.attributes
   - fenrir.fleet.attributes.actiongroup_docker
 options:
@@ -161,6 +168,20 @@ options:
             than loopback; C(cockpit.auth_token) (the registry's); a generated table replaced by a value.
         type: dict
         default: {}
+      docker_host:
+        description:
+          - The node's Docker host (a host of the fleet registry, prepared by the C(fenrir.fleet.docker_host) role), or
+            C(local) for the controller's engine. Unset, the node stays where the registry has it, and a new node is
+            placed on the C(connected) host with the most free capacity; without Docker hosts in the registry, the
+            local engine. M(fenrir.fleet.fleet_placement) decides and records it; changing it moves the node.
+        type: str
+      network_mode:
+        description:
+          - C(bridge), an address on its host's C(fenrir-fleet) network (on a managed host the node port is published on
+            the host's address); C(host), the host's network namespace, with ports of the host's pool (managed hosts only).
+        type: str
+        choices: [bridge, host]
+        default: bridge
   allocations:
     description:
       - The records M(fenrir.fleet.fleet_registry) returned for these nodes (its RV(fenrir.fleet.fleet_registry#module:nodes)).
@@ -281,6 +302,14 @@ nodes:
       boot_seconds: 0.41
       result: {status: ok, ip: 172.21.0.10, server_id: fenrir-alpha, provider: docker}
   contains:
+    docker_host:
+      description: With O(engines), the node's engine (a Docker host, or C(local)); also in C(result).
+      type: str
+      returned: when O(engines) is given
+    endpoint:
+      description: With O(engines), where the node answers, C(host:port) (also in C(result)).
+      type: str
+      returned: when O(engines) is given
     result:
       description: The node's result in the seed's contract (C(status) ok, dry_run or error; C(ip); C(server_id);
         C(provider)). With O(state=absent), C(ip) is the address the node held.
@@ -304,6 +333,16 @@ provisioner_node_id:
   returned: O(state=started) or O(state=probed)
   type: str
   sample: 5c1f0e...
+hosts:
+  description: With O(engines), per engine how many nodes it has and how many failed, and why the engine failed.
+  returned: when O(engines) is given and O(state) is not C(absent)
+  type: dict
+  sample: {local: {nodes: 3, failed: 0, reason: null}, docker2.example.net: {nodes: 3, failed: 3,
+           reason: "Docker host 'docker2.example.net': unreachable: ..."}}
+failed_hosts:
+  description: With O(engines), the engines that failed, with the reason (their nodes are failed).
+  returned: when O(engines) is given
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -43,6 +43,7 @@ def hosts(tmp_path_factory):
                  "        ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
                  "        ansible_python_interpreter: /usr/bin/python3",
                  "        docker_host_ca_dir: %s" % (work / "pki"),
+                 "        docker_host_registry: %s" % (work / "fleet.db"),
                  "      hosts:"]
         for name, address in HOSTS.items():
             lines += ["        %s:" % name, "          ansible_host: %s" % address,

@@ -336,7 +336,7 @@ def test_every_drift_is_reported(drift_fleet):
     assert result["summary"] == dict(
         nodes=12, containers=10, ok=2, drifted=13, status_provisioning=4, stale_provisioning=2, status_failed=1,
         container_missing=5, stopped=2, address_differs=1, container_id_differs=1, not_answering=0,
-        wrong_identity=0, not_in_registry=3, duplicate_container=0)
+        wrong_identity=0, not_in_registry=3, duplicate_container=0, not_in_inventory=0, host_unreachable=0)
     assert all(e["probe_error"] is None for e in result["nodes"])
     # Nothing changed: not the registry, not the containers.
     assert digest(fleet["db"]) == before

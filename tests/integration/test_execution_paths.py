@@ -20,7 +20,7 @@ import pytest
 
 from conftest import NETWORK, ROOT, VENV_BIN, remove_leftovers
 from ansible_collections.fenrir.fleet.plugins.module_utils import (
-    fleet_network, fleet_registry, identity, knarr_container, knarr_image)
+    fleet_network, fleet_placement, fleet_registry, identity, knarr_container, knarr_image)
 from ansible_collections.fenrir.fleet.plugins.plugin_utils.in_process import InProcessModuleAction
 
 COLLECTIONS_DIR = os.path.join(ROOT, "collections")
@@ -129,6 +129,24 @@ def test_fleet_registry_deprecated_alias_and_bad_input(tmp_path):
                  dict(label="it-a", node_db_b64=base64.b64encode(b"no").decode())):
         one, two = both(fleet_registry, lambda d, a=args: dict(a, registry=str(d / "x.db")), tmp_path / str(id(args)))
         assert one["failed"] and one["msg"] == two["msg"]
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_fleet_placement(tmp_path, check_mode):
+    """Without Docker hosts (nothing placed, nothing written), and with one (placed, identities kept)."""
+    one, two = both(fleet_placement, lambda d: dict(registry=str(d / "fleet.db"), nodes=[dict(label="it-a")]),
+                    tmp_path / "none", check_mode)
+    assert one == two and one["hosts_mode"] is False
+
+    def with_host(d):
+        from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Registry
+        with Registry(str(d / "fleet.db")) as reg:
+            reg.ensure_host("it-host", address="10.9.9.9", endpoint="tcp://10.9.9.9:2376", status="connected")
+    one, two = both(fleet_placement, lambda d: dict(registry=str(d / "fleet.db"), tls_dir=str(d / "pki"), nodes=[
+        dict(label="it-a", node_db_b64=NODE_DB_B64), dict(label="it-b", docker_host="local", node_db_b64=OTHER_NODE_DB_B64)]),
+        tmp_path / "host", check_mode, diff=True, setup=with_host)
+    assert one == two and one["hosts_mode"] and one["changed"]
+    assert {n["label"]: n["engine"] for n in one["nodes"]} == {"it-a": "it-host", "it-b": "local"}
 
 
 def test_knarr_image(tmp_path):

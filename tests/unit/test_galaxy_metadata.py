@@ -24,6 +24,15 @@ def _load(path):
         return yaml.safe_load(fh)
 
 
+def _installed(name):
+    """Whether ``name`` is a collection this controller has (the ansible package's, or any on the path)."""
+    import importlib.util
+    try:
+        return importlib.util.find_spec("ansible_collections.%s" % name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def used_collections():
     used = {}
     for top in CONTENT:
@@ -41,7 +50,8 @@ def used_collections():
                 groups = [g for g in m.groups() if g is not None and g.strip()]
                 names.add("%s.%s" % tuple(groups[:2]))
             for name in names - OWN:
-                used.setdefault(name, os.path.relpath(path, ROOT))
+                if _installed(name):  # a host name such as docker1.example.net looks like one, but is none
+                    used.setdefault(name, os.path.relpath(path, ROOT))
     return used
 
 

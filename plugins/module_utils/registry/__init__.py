@@ -30,7 +30,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.registry.keys import 
     ENV_KEY, ENV_KEY_FILE, fingerprint, load_or_create_key, write_key_file)
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.location import is_dsn, redact_dsn, registry_id
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.readonly import (
-    check_readable, former_locations, read_nodes, registry_exists)
+    check_readable, former_locations, read_hosts, read_nodes, registry_exists)
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.rotation import rotate
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.transfer import copy_registry
 
@@ -39,6 +39,6 @@ __all__ = [
     "NETWORK_MODES", "SCHEMA_VERSION", "STATUSES", "TENANT_STATUSES",
     "Pool", "Registry", "RegistryError",
     "audit_view", "check_readable", "clean_reason", "copy_registry", "default_actor", "entry_hash", "fingerprint",
-    "former_locations", "is_dsn", "load_or_create_key", "public", "read_nodes", "redact_dsn", "registry_exists",
-    "registry_id", "rotate", "write_key_file",
+    "former_locations", "is_dsn", "load_or_create_key", "public", "read_hosts", "read_nodes", "redact_dsn",
+    "registry_exists", "registry_id", "rotate", "write_key_file",
 ]

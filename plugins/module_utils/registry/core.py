@@ -33,6 +33,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.registry.common impor
     differing, public)
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.keys import KeySource, Sealer, new_key
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.location import Location
+from ansible_collections.fenrir.fleet.plugins.module_utils.registry.placement import PlacementMixin
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.records import RecordsMixin
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry.store import SQLiteStore
 
@@ -61,7 +62,7 @@ class _Tx:
         return False
 
 
-class Registry(RecordsMixin):
+class Registry(RecordsMixin, PlacementMixin):
     """The fleet registry at ``path``: a SQLite file, or a ``postgresql://`` DSN.  Use as a context manager.
 
     ``key_file``: where the secret key is (see ``keys.py`` for where it is looked for otherwise).  With
@@ -528,7 +529,10 @@ class Registry(RecordsMixin):
             return False
         if "status" in changes or "ip_int" in changes:
             status = changes.get("status", before["status"])
-            if changes.get("ip_int", before["ip_int"]) is None and status not in LIVE_WITHOUT_ADDRESS:
+            # A host-network node holds a port on its Docker host instead of an address (placement.py).
+            holds_port = changes.get("port", before["port"]) is not None and \
+                changes.get("network_mode", before["network_mode"]) == "host"
+            if changes.get("ip_int", before["ip_int"]) is None and not holds_port and status not in LIVE_WITHOUT_ADDRESS:
                 raise RegistryError(
                     "holds no address (it is %s, e.g. decommissioned meanwhile), so it cannot become %s; only "
                     "fenrir.fleet.fleet_registry (allocation) brings it back, with an address"
@@ -677,7 +681,7 @@ class Registry(RecordsMixin):
             raise RegistryError("is not in the registry", label=label)
         if row["port"] is not None:
             return row["port"], False
-        if row["ip_int"] is None:
+        if row["ip_int"] is None and (row["network_mode"] != "host" or row["status"] == "destroyed"):
             raise RegistryError("holds no address (it is %s); allocate it first" % row["status"], label=label,
                                 field="port")
         port = free_port(self.store, row["docker_host"], start, end, step)

@@ -87,6 +87,73 @@ def read_nodes(location, include_destroyed=False):
     return [dict(public(r), address_held=r["ip_int"] is not None) for r in rows]
 
 
+def _older_schema(loc):
+    """Whether the registry at ``loc`` has an older schema than this collection's (it has no hosts then)."""
+    if loc.backend == "sqlite":
+        try:
+            conn = sqlite3.connect("file:%s?mode=ro" % quote(loc.target), uri=True, timeout=30.0)
+        except sqlite3.Error:
+            return False
+        try:
+            return conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION
+        except sqlite3.DatabaseError:
+            return False
+        finally:
+            conn.close()
+    from ansible_collections.fenrir.fleet.plugins.module_utils.registry.store_postgres import PostgresStore
+    store = PostgresStore(loc)
+    try:
+        return store.schema_version() < SCHEMA_VERSION
+    except store.errors:
+        return False
+    finally:
+        store.close()
+
+
+def read_hosts(location, include_decommissioned=False):
+    """Every Docker host record (no secrets: hosts have none), ordered by name, read without writing; [] for a
+    registry without hosts, also one of an older schema (hosts came with schema 5; it is migrated on first write)."""
+    loc = Location(location)
+    try:
+        return _read_hosts(loc, include_decommissioned)
+    except RegistryError:
+        if _older_schema(loc):
+            return []
+        raise
+
+
+def _read_hosts(loc, include_decommissioned):
+    from ansible_collections.fenrir.fleet.plugins.module_utils.registry.common import HOST_COLUMNS
+    sql = "SELECT * FROM hosts"
+    if not include_decommissioned:
+        sql += " WHERE status != 'decommissioned'"
+    sql += " ORDER BY name"
+    if loc.backend == "sqlite":
+        conn = _sqlite(loc)
+        try:
+            rows = [dict(r) for r in conn.execute(sql).fetchall()]
+        except sqlite3.DatabaseError as exc:
+            raise RegistryError("cannot read the hosts of the fleet registry %s: %s" % (loc.display, exc),
+                                field="registry")
+        finally:
+            conn.close()
+    else:
+        from ansible_collections.fenrir.fleet.plugins.module_utils.registry.store_postgres import PostgresStore
+        store = PostgresStore(loc)
+        try:
+            store.begin_read()
+            version, tables = store.schema_version(), store.tables()
+            if version != SCHEMA_VERSION or "nodes" not in tables:
+                _refuse(loc.display, version, tables)
+            rows = store.all(sql)
+            store.rollback()
+        except store.errors as exc:
+            store.fail(exc, "read its hosts")
+        finally:
+            store.close()
+    return [{c: r[c] for c in HOST_COLUMNS if c != "subnet_int"} for r in rows]
+
+
 def check_readable(location):
     """Refuse a registry that does not exist or has another schema version (before opening it to verify)."""
     loc = Location(location)

@@ -10,13 +10,16 @@ import yaml
 
 from ansible_collections.fenrir.fleet.plugins.filter import tenants as tenant_filters
 from ansible_collections.fenrir.fleet.plugins.filter.knarr import FLEET_SETTINGS, ROLE_ONLY
-from ansible_collections.fenrir.fleet.plugins.module_utils import fleet_registry, knarr_container, tenant
+from ansible_collections.fenrir.fleet.plugins.module_utils import (
+    fleet_placement, fleet_registry, knarr_container, knarr_image, tenant)
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NODE_OPTIONS
 
 ROLES_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles")
 ROLES = sorted(r for r in os.listdir(ROLES_DIR) if not r.startswith("."))
 # Defaults that are templates, documented in words instead (the spec cannot hold a template).
 TEMPLATED = {"knarr_node_label": "{{ inventory_hostname }}",
+             "knarr_node_docker_tls_dir": "{{ playbook_dir | dirname }}/state/pki/controller",
+             "docker_host_registry": "{{ knarr_node_registry | default('/var/lib/fenrir/fleet.db') }}",
              "docker_host_ca_dir": "{{ playbook_dir | dirname }}/state/pki",
              "docker_host_operator_bundle_dir": "{{ docker_host_ca_dir }}/operator"}
 # Role variables that are module options with the same meaning, and the module that defines them.
@@ -25,7 +28,10 @@ FLEET_OPTIONS = dict(registry_key_file=("key_file", fleet_registry), network=("n
                      pool_start=("pool_start", fleet_registry), pool_end=("pool_end", fleet_registry),
                      parallelism=("parallelism", knarr_container), wait=("wait", knarr_container),
                      boot_timeout=("boot_timeout", knarr_container),
-                     provisioner_db_b64=("provisioner_db_b64", knarr_container))
+                     provisioner_db_b64=("provisioner_db_b64", knarr_container),
+                     docker_tls_dir=("tls_dir", fleet_placement), port_pool_start=("port_start", fleet_placement),
+                     port_pool_end=("port_end", fleet_placement), image_source=("source", knarr_image),
+                     image_archive=("archive", knarr_image), prune=("prune", fleet_placement))
 
 
 def load(role, path):

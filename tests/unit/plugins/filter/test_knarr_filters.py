@@ -112,3 +112,16 @@ def test_survey_bool_takes_the_two_choices_and_booleans(answer, value):
 def test_survey_bool_refuses_anything_else_naming_the_variable(answer):
     with pytest.raises(AnsibleFilterError, match="variable fenrir_dry_run: must be the survey choice"):
         f.survey_bool(answer, "fenrir_dry_run")
+
+
+def test_the_plan_says_what_placement_needs_of_each_node():
+    seed = new_seed()
+    got = plan({"a": {"docker_host": "dh1", "network_mode": "host", "memory": "512m", "db_b64": b64(seed)},
+                "b": {"ip": "172.21.0.200", "echo_price": 1.0}})
+    assert got["placement"] == [dict(label="a", docker_host="dh1", network_mode="host", memory="512m",
+                                     node_db_b64=b64(seed)),
+                                dict(label="b", ip="172.21.0.200")]
+    with pytest.raises(AnsibleFilterError, match=r"field 'docker_host' \(variable knarr_node_docker_host\)"):
+        plan({"a": {"docker_host": "no spaces allowed"}})
+    with pytest.raises(AnsibleFilterError, match="variable knarr_node_port_pool_start: a fleet setting"):
+        plan({"a": {"port_pool_start": 20000}, "b": {"port_pool_start": 30000}})

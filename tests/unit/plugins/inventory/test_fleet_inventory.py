@@ -109,6 +109,7 @@ def test_hosts_vars_and_groups(registry, tmp_path):
     assert data["fleet_location_eu_north_2"]["hosts"] == ["beta"]
     assert "fleet_status_destroyed" not in data
     assert not [g for g in data if g.startswith("fleet_location_") and "gamma" in data[g].get("hosts", [])]
+    assert sorted(data["fleet_docker_host_local"]["hosts"]) == ["alpha", "beta", "gamma"]  # the controller's engine
 
     graph = run_inventory(source, "--graph").stdout
     assert "@knarr_nodes:" in graph and "@fleet_status_online:" in graph and "|  |--alpha" in graph
@@ -227,3 +228,26 @@ def test_registry_text_is_never_templated(tmp_path):
     host = json.loads(run_inventory(source, "--host", "alpha").stdout)
     assert host["fleet_location"] == "{{ lookup('env', 'HOME') }}"
     assert host["where"] == "{{ lookup('env', 'HOME') }}"
+
+
+def test_nodes_are_grouped_by_their_docker_host(tmp_path):
+    db = tmp_path / "fleet.db"
+    with Registry(str(db), actor="test") as reg:
+        reg.ensure_host("dh-1.example.net", address="10.0.0.1")
+        host = reg.get_host("dh-1.example.net")
+        with reg.transaction():
+            reg.place(dict(label="on-host"), Pool.for_subnet(host["subnet"]), docker_host="dh-1.example.net",
+                      ports=(20000, 20099, 3), host_address="10.0.0.1")
+            reg.place(dict(label="host-net"), None, docker_host="dh-1.example.net", network_mode="host",
+                      ports=(20000, 20099, 3), host_address="10.0.0.1")
+            reg.ensure(dict(label="local-one"), POOL)
+    source = write_source(tmp_path, """\
+        plugin: fenrir.fleet.fleet
+        registry: fleet.db
+        """)
+    data = inventory_list(source)
+    assert sorted(data["fleet_docker_host_dh_1_example_net"]["hosts"]) == ["host-net", "on-host"]
+    assert data["fleet_docker_host_local"]["hosts"] == ["local-one"]
+    hostvars = data["_meta"]["hostvars"]
+    assert hostvars["on-host"]["fleet_docker_host"] == "dh-1.example.net" and hostvars["on-host"]["fleet_port"] == 20000
+    assert hostvars["host-net"]["fleet_network_mode"] == "host" and "ansible_host" not in hostvars["host-net"]

@@ -93,7 +93,7 @@ def by_label(entries):
 def test_container_view_running_stopped_created():
     running = drift.container_view(listed("fenrir-a", ip="172.31.251.10"), NET, dict(Id=NET_ID, Containers={}))
     assert running == dict(id=cid("fenrir-a"), name="fenrir-a", state="running", labels={}, ip="172.31.251.10",
-                           on_network=True)
+                           on_network=True, host_network=False)
     stopped = drift.container_view(listed("fenrir-b", state="exited", ip="172.31.251.11"), NET,
                                    dict(Id=NET_ID, Containers={}))
     assert (stopped["state"], stopped["ip"], stopped["on_network"]) == ("exited", "172.31.251.11", True)
@@ -166,7 +166,7 @@ def test_every_labelled_drift(tmp_path):
     assert summary == dict(nodes=7, containers=7, ok=1, drifted=8, status_provisioning=1, stale_provisioning=0,
                            status_failed=1, container_missing=2, stopped=1, address_differs=1,
                            container_id_differs=1, not_answering=0, wrong_identity=0, not_in_registry=2,
-                           duplicate_container=0)
+                           duplicate_container=0, not_in_inventory=0, host_unreachable=0)
     # The same containers against another registry: none of them is its.
     other = drift.compare(drift.read_nodes(str(db)), views(entries), str(tmp_path / "elsewhere.db"))
     assert {e["label"]: e["drift"] for e in other}["a"] == ["container missing"]
