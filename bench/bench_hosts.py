@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO / "collections"))
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident  # noqa: E402
 from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_config as kc  # noqa: E402
 from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_image  # noqa: E402
+from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_wire as wire  # noqa: E402
 from ansible_collections.fenrir.fleet.plugins.module_utils.container_files import make_tar  # noqa: E402
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import NotFound, make_client  # noqa: E402
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_probe import (  # noqa: E402
@@ -60,6 +61,8 @@ MEMORY = 256 * 1024 * 1024
 THREADS = 8
 FLOOR_PORTS = 28000  # the floor's published ports (the collection's pool starts at 20000)
 STANDIN = REPO / "scripts" / "standin-hosts"
+# The floor's prober (the collection's phases probe with the registry's provisioner identity).
+PROBER = wire.Identity.generate()
 
 
 def log(msg):
@@ -163,15 +166,19 @@ class Bench:
                 files = kc.node_files(spec, HOSTS[name])
                 files[kc.CONFIG_DIR + "/node.db"] = (ident.build_node_db(seed), 0o600)
                 api = client.api
-                host_config = api.create_host_config(mem_limit=MEMORY, memswap_limit=MEMORY, pids_limit=50,
-                                                     restart_policy={"Name": "unless-stopped"}, network_mode=NETWORK,
-                                                     port_bindings={"%d/tcp" % port: (HOSTS[name], port)})
+                # The same least-privileged container the collection makes (node_containers.Reconciler._create).
+                host_config = api.create_host_config(
+                    mem_limit=MEMORY, memswap_limit=MEMORY, pids_limit=50, restart_policy={"Name": "unless-stopped"},
+                    network_mode=NETWORK, port_bindings={"%d/tcp" % port: (HOSTS[name], port)}, cap_drop=["ALL"],
+                    security_opt=["no-new-privileges"],
+                    log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}})
                 networking = api.create_networking_config({NETWORK: api.create_endpoint_config(ipv4_address=ip)})
                 api.create_container(image=IMAGE, name=names[i], hostname=names[i], host_config=host_config,
-                                     networking_config=networking, ports=[(port, "tcp")], detach=True)
+                                     networking_config=networking, ports=[(port, "tcp")], detach=True,
+                                     user="10001:10001")
                 api.put_archive(names[i], "/", make_tar(files))
                 api.start(names[i])
-                wait_until_alive(HOSTS[name], port, ident.node_id_from_seed(seed), timeout=60)
+                wait_until_alive(HOSTS[name], port, ident.node_id_from_seed(seed), timeout=60, identity=PROBER)
 
             t0 = time.monotonic()
             with ThreadPoolExecutor(max_workers=THREADS) as pool:
@@ -210,7 +217,7 @@ class Bench:
                 problems.append("%s: on %s, %s" % (label, docker_host, status))
                 continue
             try:
-                probe_once(HOSTS[host], port, node_id, timeout=5)
+                probe_once(HOSTS[host], port, node_id, timeout=5, identity=PROBER)
             except (ProbeError, OSError) as exc:
                 problems.append("%s: %s" % (label, exc))
         if problems:
