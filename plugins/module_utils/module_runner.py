@@ -51,6 +51,15 @@ def runtime_secrets(result):
     return {str(v) for v in (result.pop(RUNTIME_SECRETS, None) or ()) if v not in (None, "")}
 
 
+def _exit(module, result, failed=False):
+    """Hand the logic's warnings to ``module.warn`` (``exit_json(warnings=...)`` is deprecated), then exit."""
+    for warning in result.pop("warnings", None) or ():
+        module.warn(warning)
+    if failed:
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
 def run_module(module, logic):
     """``main()`` of a module: check the libraries, run, exit with the result or fail with it."""
     missing = missing_library(getattr(logic, "REQUIREMENTS", ()))
@@ -64,6 +73,6 @@ def run_module(module, logic):
     except ModuleFailure as exc:
         failure = dict(exc.result)
         module.no_log_values.update(runtime_secrets(failure))
-        module.fail_json(**failure)
+        _exit(module, failure, failed=True)
     module.no_log_values.update(runtime_secrets(result))
-    module.exit_json(**result)
+    _exit(module, result)

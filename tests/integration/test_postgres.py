@@ -115,8 +115,9 @@ def test_provision_grow_inspect_rekey_decommission_on_postgresql(pg_fleet, tmp_p
     old_key = read(fleet.key_file)
     rekey = fleet.play("registry_rekey.yml")
     rotated = rekey.task_result("Rotate the key")
-    assert rotated["records"] == 3 and rotated["key_file"] == fleet.key_file and read(fleet.key_file) != old_key
-    assert rotated["audit_head"]["height"] == head["height"] + 4  # a rekey entry per node, then rotate_key
+    # Three nodes' secrets and the provisioner's identity (a registry secret record).
+    assert rotated["records"] == 4 and rotated["key_file"] == fleet.key_file and read(fleet.key_file) != old_key
+    assert rotated["audit_head"]["height"] == head["height"] + 5  # a rekey entry per record, then rotate_key
     fleet.play("audit.yml", "-e", json.dumps({"fenrir_audit_expect_head": head}))
 
     # Decommission, with the new key.
