@@ -20,7 +20,7 @@ import tarfile
 
 import pytest
 
-from conftest import CLIENT, ROOT, VENV_BIN
+from conftest import CLIENT, ROOT, VENV_BIN, remove_leftovers
 
 import awx_emulation as awx
 
@@ -41,21 +41,6 @@ GIVEN_DB = _node_db_b64(GIVEN_SEED)
 def _load(*parts):
     with open(os.path.join(AWX_DIR, *parts)) as fh:
         return json.load(fh)
-
-
-def _remove_leftovers():
-    from docker.errors import NotFound
-    for c in CLIENT.containers.list(all=True, filters={"label": "fenrir.fleet.role=knarr-node"}, ignore_removed=True):
-        if c.labels.get("fenrir.fleet.label", "").startswith(PREFIX):
-            try:
-                c.remove(force=True)
-            except NotFound:
-                pass
-    for n in CLIENT.networks.list(names=[NETWORK]):
-        try:
-            n.remove()
-        except NotFound:
-            pass
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +79,13 @@ def awx_site(tmp_path_factory, pg_dsn):
                      dict(dsn=dsn, password=password, registry_key=key))
     home = base / "home"
     home.mkdir()
-    _remove_leftovers()
+    remove_leftovers(PREFIX, NETWORK)
     site = dict(base=str(base), collections=collections, project=os.path.join(AWX_DIR, "project"), dsn=dsn,
                 password=password, key=key, registry_cred=registry_cred, home=str(home), jobs=[],
                 templates={t["name"]: t for t in _load("job_templates.json")["job_templates"]},
                 workflow=_load("job_templates.json")["workflow_job_templates"][0])
     yield site
-    _remove_leftovers()
+    remove_leftovers(PREFIX, NETWORK)
 
 
 def _inventory(nodes):

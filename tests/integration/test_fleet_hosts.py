@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import CLIENT, ROOT, VENV_BIN, run_playbook
+from conftest import CLIENT, ROOT, VENV_BIN, remove_leftovers, run_playbook
 
 sys.path.insert(0, os.path.join(ROOT, "collections"))
 from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_wire  # noqa: E402
@@ -154,21 +154,6 @@ def cross_echo(standin, container, host, port, node_id, text):
     return proc.returncode, proc.stdout.strip(), proc.stderr.strip()
 
 
-def remove_local_leftovers():
-    from docker.errors import NotFound
-    for c in CLIENT.containers.list(all=True, filters={"label": "fenrir.fleet.role=knarr-node"}, ignore_removed=True):
-        if c.labels.get("fenrir.fleet.label", "").startswith(PREFIX):
-            try:
-                c.remove(force=True)
-            except NotFound:
-                pass
-    for n in CLIENT.networks.list(names=[NETWORK]):
-        try:
-            n.remove()
-        except NotFound:
-            pass
-
-
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     work = str(tmp_path_factory.mktemp("fleet-hosts"))
@@ -176,7 +161,7 @@ def fleet(tmp_path_factory):
     env = dict(os.environ, FENRIR_STANDIN_DIR=f.standin)
     built = _run([os.path.join(ROOT, "scripts", "ensure-host-image")], timeout=900)
     assert built.returncode == 0, built.stderr[-2000:]
-    remove_local_leftovers()
+    remove_leftovers(PREFIX, NETWORK)
     started = time.monotonic()
     up = _run([STANDIN, "up"] + ["%s=%s" % kv for kv in HOSTS.items()], env=env, timeout=300)
     TIMINGS["standin-hosts up"] = [round(time.monotonic() - started, 1)]
@@ -185,7 +170,7 @@ def fleet(tmp_path_factory):
         f.play("docker_hosts.yml", name="docker_hosts.yml (prepare both hosts)")
         yield f
     finally:
-        remove_local_leftovers()
+        remove_leftovers(PREFIX, NETWORK)
         _run([STANDIN, "down"] + list(HOSTS), env=env, timeout=300)
         report = json.dumps(TIMINGS, indent=1, sort_keys=True)
         print("\nfleet-hosts timings (s):\n" + report)

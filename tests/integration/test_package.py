@@ -14,7 +14,7 @@ import textwrap
 import pytest
 import yaml
 
-from conftest import CLIENT, ROOT, VENV_BIN
+from conftest import CLIENT, ROOT, VENV_BIN, remove_leftovers
 
 import awx_emulation as awx
 
@@ -78,21 +78,6 @@ def test_execution_environment_from_the_installed_collection(tarball, tmp_path):
     assert requirements["collections"][0]["name"] == "collections/" + os.path.basename(tarball)
 
 
-def _remove_leftovers():
-    from docker.errors import NotFound
-    for c in CLIENT.containers.list(all=True, filters={"label": "fenrir.fleet.role=knarr-node"}, ignore_removed=True):
-        if c.labels.get("fenrir.fleet.label", "").startswith(PREFIX):
-            try:
-                c.remove(force=True)
-            except NotFound:
-                pass
-    for n in CLIENT.networks.list(names=[NETWORK]):
-        try:
-            n.remove()
-        except NotFound:
-            pass
-
-
 def _recap(out):
     """changed= and failed= per host from the default callback's PLAY RECAP."""
     recap = out[out.rindex("PLAY RECAP"):]
@@ -139,7 +124,7 @@ def test_installed_collection_provisions_and_decommissions(core, tarball, tmp_pa
         assert "does not support Ansible version" not in proc.stderr, proc.stderr  # requires_ansible covers it
         return _recap(proc.stdout)
 
-    _remove_leftovers()
+    remove_leftovers(PREFIX, NETWORK)
     try:
         first = play("provision")
         assert set(first) == {"pkg-a", "pkg-b"} and all(ch > 0 and failed == 0 for ch, failed in first.values())
@@ -153,4 +138,4 @@ def test_installed_collection_provisions_and_decommissions(core, tarball, tmp_pa
         assert not [c for c in CLIENT.containers.list(all=True, filters={"label": "fenrir.fleet.role=knarr-node"})
                     if c.labels.get("fenrir.fleet.label", "").startswith(PREFIX)]
     finally:
-        _remove_leftovers()
+        remove_leftovers(PREFIX, NETWORK)

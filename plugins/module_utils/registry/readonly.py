@@ -61,30 +61,35 @@ def read_nodes(location, include_destroyed=False):
     if not include_destroyed:
         sql += " WHERE status != 'destroyed'"
     sql += " ORDER BY ip_int IS NULL, ip_int, label"
+    rows = _select(loc, sql, "nodes")
+    return [dict(public(r), address_held=r["ip_int"] is not None) for r in rows]
+
+
+def _select(loc, sql, what):
+    """The rows of ``sql`` (a plain SELECT over ``what``, a table), read in one snapshot without writing."""
     if loc.backend == "sqlite":
         conn = _sqlite(loc)
         try:
-            rows = [dict(r) for r in conn.execute(sql).fetchall()]
+            return [dict(r) for r in conn.execute(sql).fetchall()]
         except sqlite3.DatabaseError as exc:
-            raise RegistryError("cannot read the nodes of the fleet registry %s: %s" % (loc.display, exc),
+            raise RegistryError("cannot read the %s of the fleet registry %s: %s" % (what, loc.display, exc),
                                 field="registry")
         finally:
             conn.close()
-    else:
-        from ansible_collections.fenrir.fleet.plugins.module_utils.registry.store_postgres import PostgresStore
-        store = PostgresStore(loc)
-        try:
-            store.begin_read()
-            version, tables = store.schema_version(), store.tables()
-            if version != SCHEMA_VERSION or "nodes" not in tables:
-                _refuse(loc.display, version, tables)
-            rows = store.all(sql)
-            store.rollback()
-        except store.errors as exc:
-            store.fail(exc, "read its nodes")
-        finally:
-            store.close()
-    return [dict(public(r), address_held=r["ip_int"] is not None) for r in rows]
+    from ansible_collections.fenrir.fleet.plugins.module_utils.registry.store_postgres import PostgresStore
+    store = PostgresStore(loc)
+    try:
+        store.begin_read()
+        version, tables = store.schema_version(), store.tables()
+        if version != SCHEMA_VERSION or "nodes" not in tables:
+            _refuse(loc.display, version, tables)
+        rows = store.all(sql)
+        store.rollback()
+        return rows
+    except store.errors as exc:
+        store.fail(exc, "read its %s" % what)
+    finally:
+        store.close()
 
 
 def _older_schema(loc):
@@ -128,29 +133,7 @@ def _read_hosts(loc, include_decommissioned):
     if not include_decommissioned:
         sql += " WHERE status != 'decommissioned'"
     sql += " ORDER BY name"
-    if loc.backend == "sqlite":
-        conn = _sqlite(loc)
-        try:
-            rows = [dict(r) for r in conn.execute(sql).fetchall()]
-        except sqlite3.DatabaseError as exc:
-            raise RegistryError("cannot read the hosts of the fleet registry %s: %s" % (loc.display, exc),
-                                field="registry")
-        finally:
-            conn.close()
-    else:
-        from ansible_collections.fenrir.fleet.plugins.module_utils.registry.store_postgres import PostgresStore
-        store = PostgresStore(loc)
-        try:
-            store.begin_read()
-            version, tables = store.schema_version(), store.tables()
-            if version != SCHEMA_VERSION or "nodes" not in tables:
-                _refuse(loc.display, version, tables)
-            rows = store.all(sql)
-            store.rollback()
-        except store.errors as exc:
-            store.fail(exc, "read its hosts")
-        finally:
-            store.close()
+    rows = _select(loc, sql, "hosts")
     return [{c: r[c] for c in HOST_COLUMNS if c != "subnet_int"} for r in rows]
 
 
