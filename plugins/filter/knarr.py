@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
 from ansible_collections.fenrir.fleet.plugins.module_utils.identity import node_id_from_seed, seed_from_b64
@@ -51,15 +52,29 @@ def _check_fleet(settings, hosts):
                                      % (PREFIX, name, shown))
 
 
-def knarr_node_plan(settings, hosts, remove_all=False):
+def _check_types(host, label, values, options):
+    """Each variable the host sets against its option in the role's argument spec (types, choices, elements): the
+    check Ansible makes before a role's first task, made here once for every host of the play."""
+    for name in sorted(values):
+        spec = options.get(PREFIX + name)
+        if spec is None or values[name] is None:
+            continue
+        checked = ArgumentSpecValidator({name: spec}).validate({name: values[name]})
+        if checked.error_messages:
+            _fail(host, name, checked.error_messages[0], label)
+
+
+def knarr_node_plan(settings, hosts, remove_all=False, options=None):
     """Every host's settings (its ``knarr_node_*`` variables as Ansible resolved them for that host, without
     the prefix) into one plan: ``present`` (each node's settings for fenrir.fleet.knarr_container),
     ``registry`` (what fenrir.fleet.fleet_registry reserves for them, identities included), ``placement`` (what
     fenrir.fleet.fleet_placement places, identities included), ``absent`` (the labels to decommission), ``images``
     (image -> labels) and ``hosts`` (label -> inventory host).
 
-    With ``remove_all`` every host is decommissioned, whatever its knarr_node_state. Fails naming the host, the
-    variable and what is wrong; an identity is never shown.
+    With ``remove_all`` every host is decommissioned, whatever its knarr_node_state. ``options`` (the role's
+    argument spec, ``meta/argument_specs.yml``) checks every host's variables in one go, as Ansible's own role
+    argument validation would host by host. Fails naming the host, the variable and what is wrong; an identity is
+    never shown.
     """
     settings, hosts = list(settings), list(hosts)
     if len(settings) != len(hosts):
@@ -72,6 +87,8 @@ def knarr_node_plan(settings, hosts, remove_all=False):
         label = values.get("label", host)
         if unknown:
             _fail(host, unknown[0], "not a variable of the knarr_node role (a typo?)", label)
+        if options:
+            _check_types(host, label, values, options)
         state = "absent" if remove_all else values.get("state", "present")
         if state not in STATES:
             _fail(host, "state", "%r is not one of %s" % (state, ", ".join(STATES)), label)

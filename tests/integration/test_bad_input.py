@@ -42,6 +42,10 @@ CASES = {
     "image not present": ({"knarr_node_image": "fenrir-no-such-image:1"}, "image", "not present"),
     "memory that is not a size": ({"knarr_node_memory": "lots"}, "memory", "not a size"),
     "provisioner id that is not hex": ({"knarr_node_provisioner_node_id": "xyz\n[evil]"}, "provisioner_node_id", "hex"),
+    # What the role's argument spec says (checked by the preflight for every host at once).
+    "a yes/no that is neither": ({"knarr_node_wait": "perhaps"}, "wait", "bool"),
+    "a port that is not a number": ({"knarr_node_cockpit_port": "eighty"}, "cockpit_port", "int"),
+    "a network mode that does not exist": ({"knarr_node_network_mode": "overlay"}, "network_mode", "one of"),
 }
 
 

@@ -125,3 +125,34 @@ def test_the_plan_says_what_placement_needs_of_each_node():
         plan({"a": {"docker_host": "no spaces allowed"}})
     with pytest.raises(AnsibleFilterError, match="variable knarr_node_port_pool_start: a fleet setting"):
         plan({"a": {"port_pool_start": 20000}, "b": {"port_pool_start": 30000}})
+
+
+def role_options():
+    """The role's argument spec, as the preflight reads it."""
+    import os
+    import yaml
+    path = os.path.join(os.path.dirname(f.__file__), "..", "..", "roles", "knarr_node", "meta", "argument_specs.yml")
+    with open(path) as fh:
+        return yaml.safe_load(fh)["argument_specs"]["main"]["options"]
+
+
+@pytest.mark.parametrize("name, value, says", [
+    ("wait", "maybe", "bool"), ("parallelism", "eight", "int"), ("boot_timeout", [1], "int"),
+    ("state", "gone", "one of"), ("bootstrap", "not-a-list", "list"), ("network_mode", "overlay", "one of"),
+    ("config_overrides", "text", "dict")])
+def test_every_hosts_variables_are_checked_against_the_role_spec(name, value, says):
+    """What Ansible's per-host role argument validation checks, checked once for all hosts, naming node and field."""
+    options = role_options()
+    settings = [dict(FLEET, label="a"), dict(FLEET, label="beta", **{name: value})]
+    with pytest.raises(AnsibleFilterError, match=r"^node 'beta' \(host b\), field '%s' \(variable knarr_node_%s\): .*%s"
+                       % (name, name, says)):
+        f.knarr_node_plan(settings, ["a", "b"], False, options)
+    # Good values of the same variables pass (and the plan is made).
+    assert len(f.knarr_node_plan([dict(FLEET, label="a")], ["a"], False, options)["present"]) == 1
+
+
+def test_a_given_identity_of_the_wrong_type_is_refused_without_showing_it():
+    secret = {"not": "a string", "but": "ZXhhbXBsZS1zZWNyZXQ="}
+    with pytest.raises(AnsibleFilterError) as err:
+        f.knarr_node_plan([dict(FLEET, label="a", db_b64=secret)], ["a"], False, role_options())
+    assert "field 'node_db_b64'" in str(err.value) and "ZXhhbXBsZS1zZWNyZXQ=" not in str(err.value)
