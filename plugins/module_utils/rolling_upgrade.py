@@ -159,8 +159,8 @@ def summary(report):
     """One sentence on a failed upgrade, for the module's message."""
     if not report or not report.get("failed_batch"):
         return None
-    parts = ["upgrade stopped at batch %d of %d (batch size %d)" % (report["failed_batch"], report["batches"],
-                                                                   report["batch_size"])]
+    parts = ["upgrade stopped at batch %d of %d (batch size %d)"
+             % (report["failed_batch"], report["batches"], report["batch_size"])]
     parts.append("rolled back: %s" % ", ".join(report["rolled_back"]))
     if report["upgraded"]:
         parts.append("upgraded in earlier batches and staying upgraded: %s" % ", ".join(report["upgraded"]))

@@ -83,7 +83,7 @@ def test_every_batch_is_proven_before_the_next_starts():
     works = [work(x) for x in "abcde"]
     report = ru.run_batches(works, lambda w: rec, 2)
     assert report["batches"] == 3 and report["upgraded"] == list("abcde") and report["failed_batch"] is None
-    order = [c for c in rec.calls]
+    order = list(rec.calls)
     # batch 1 (a, b) upgraded and proven before anything of batch 2 happens
     last_of_1 = max(order.index(("prove", "a")), order.index(("prove", "b")))
     first_of_2 = min(order.index(("upgrade", "c")), order.index(("upgrade", "d")))
