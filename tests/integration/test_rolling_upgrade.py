@@ -172,6 +172,15 @@ def test_an_upgrade_in_batches_keeps_all_but_one_batch_answering(upfleet, images
     audited = [e for e in fleet.sql("SELECT * FROM audit") if images[VARIANT] in (e["after"] or "")]
     assert len({e["label"] for e in audited}) == len(letters), audited  # every node's new image is audited
 
+    # The status table shows each node's image and how many nodes run each image.
+    status = fleet.play("status.yml")
+    table = status.task_result("Show the fleet")["msg"]
+    assert "Images (nodes per image): %s x%d" % (VARIANT, len(letters)) in table, table
+    shown = {line.split()[0]: line.split()[1:] for line in table[table.index("Images (nodes per image): %s x%d"
+                                                                              % (VARIANT, len(letters))) + 2:][:6]}
+    assert shown == {label: [VARIANT, "(was", REFERENCE + ")"] for label in ids}, table
+    assert status.task_result("Compare the registry")["images"] == {VARIANT: len(letters)}
+
     # And back, half the fleet at a time (a percentage), unaffected nodes untouched: f stays on the variant.
     back = {n: REFERENCE for n in "abcde"}
     back["f"] = VARIANT
