@@ -48,9 +48,11 @@ def images():
             pass
 
 
-@pytest.fixture
-def upfleet(tmp_path):
-    f = Fleet(str(tmp_path), network=NETWORK, subnet=SUBNET, prefix=PREFIX)
+@pytest.fixture(params=["sqlite"])
+def upfleet(request, tmp_path):
+    """The test's fleet; with the parameter ``postgresql`` its registry is a PostgreSQL schema of its own."""
+    registry = request.getfixturevalue("pg_location") if request.param == "postgresql" else None
+    f = Fleet(str(tmp_path), registry=registry, network=NETWORK, subnet=SUBNET, prefix=PREFIX)
     f.clean()
     yield f
     f.clean()
@@ -153,9 +155,9 @@ def test_an_upgrade_in_batches_keeps_all_but_one_batch_answering(upfleet, images
     assert sorted(p["label"] for p in plan) == sorted(ids) and step["upgrade"]["batch_size"] == 2
     assert sorted(p["batch"] for p in plan) == [1, 1, 2, 2, 3, 3]
     assert {(p["from_image"], p["to_image"]) for p in plan} == {(REFERENCE, VARIANT)}
-    after = step["diff"]["after"] if "diff" in step else {}
-    if after:  # the diff names each node's batch and images
-        assert {after[p["label"]]["upgrade"]["batch"] for p in plan} == {1, 2, 3}
+    after = step["diff"]["after"]  # the diff names each node's batch and images
+    assert {after[p["label"]]["upgrade"]["batch"] for p in plan} == {1, 2, 3}
+    assert {after[p["label"]]["upgrade"]["to_image"] for p in plan} == {VARIANT}
     assert fleet.snapshot() == before
 
     # The upgrade, counted from outside: at most one batch (2 of 6) down at any time.
@@ -241,8 +243,11 @@ def test_an_upgrade_to_an_image_that_never_answers_is_rolled_back(upfleet, image
 
 
 # after_set_aside: the old container renamed <name>.previous, no container under the node's name; after_create: the
-# new container made and not started (half-made).
-@pytest.mark.parametrize("point", ["after_set_aside", "after_create"])
+# new container made and not started (half-made). On PostgreSQL once (the registry's image columns there too).
+KILLS = [("sqlite", "after_set_aside"), ("sqlite", "after_create"), ("postgresql", "after_create")]
+
+
+@pytest.mark.parametrize("upfleet,point", KILLS, indirect=["upfleet"], ids=["%s-%s" % k for k in KILLS])
 def test_a_run_killed_in_the_middle_of_a_batch_converges(upfleet, images, point):
     fleet = upfleet
     fleet.set_hosts(hosts_on(fleet, {n: REFERENCE for n in "abcd"}))
