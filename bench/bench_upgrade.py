@@ -136,8 +136,8 @@ def check(client, fleet, image, ids):
     for label, r in fleet.records().items():
         info = client.api.inspect_container("fenrir-" + label)
         if r["status"] != "online" or info["Image"] != want or r["node_id"] != ids[label] or r["image_id"] != want:
-            problems.append("%s: status %s, image %s, node id %s" % (label, r["status"], info["Image"][:19],
-                                                                    "kept" if r["node_id"] == ids[label] else "CHANGED"))
+            kept = "kept" if r["node_id"] == ids[label] else "CHANGED"
+            problems.append("%s: status %s, image %s, node id %s" % (label, r["status"], info["Image"][:19], kept))
     return problems
 
 

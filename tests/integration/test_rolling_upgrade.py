@@ -177,9 +177,9 @@ def test_an_upgrade_in_batches_keeps_all_but_one_batch_answering(upfleet, images
     # The status table shows each node's image and how many nodes run each image.
     status = fleet.play("status.yml")
     table = status.task_result("Show the fleet")["msg"]
-    assert "Images (nodes per image): %s x%d" % (VARIANT, len(letters)) in table, table
-    shown = {line.split()[0]: line.split()[1:] for line in table[table.index("Images (nodes per image): %s x%d"
-                                                                              % (VARIANT, len(letters))) + 2:][:6]}
+    heading = "Images (nodes per image): %s x%d" % (VARIANT, len(letters))
+    assert heading in table, table
+    shown = {line.split()[0]: line.split()[1:] for line in table[table.index(heading) + 2:][:6]}
     assert shown == {label: [VARIANT, "(was", REFERENCE + ")"] for label in ids}, table
     assert status.task_result("Compare the registry")["images"] == {VARIANT: len(letters)}
 
