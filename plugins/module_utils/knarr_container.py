@@ -48,7 +48,7 @@ def argument_spec():
         register=dict(type="bool", default=True),
         boot_timeout=dict(type="int", default=60),
         provisioner_db_b64=dict(type="str", no_log=True),
-        upgrade_batch=dict(type="str", default=rolling_upgrade.DEFAULT_BATCH),
+        upgrade_batch=dict(type="raw", default=rolling_upgrade.DEFAULT_BATCH),  # a count, or "N%"
         upgrade_rollback=dict(type="str", choices=list(rolling_upgrade.ROLLBACK_CHOICES), default="batch"),
     )
     spec.update({k: dict(v) for k, v in REGISTRY_ARGS.items()})

@@ -100,6 +100,7 @@ class NodeWork:
         self.upgrade_answer = None
         self.rollback_note = None
         self.running_image = None  # (reference, image id) the node's container runs after this run
+        self.stopped_here = False  # this run stopped its container (to read its node.db)
         self.replaced_image = None  # (reference, image id) of the container this run replaced
 
     @property
@@ -376,8 +377,8 @@ class Reconciler:
         """A node of a failed batch gets its previous container back and proves itself alive again."""
         work.upgrade_answer = work.reason
         if work.previous is None:
-            # Failed before its container was set aside (e.g. its node.db could not be read): untouched.
-            work.rollback_note = "its container was not replaced"
+            # Failed before its container was set aside (e.g. its node.db could not be read): left as it was.
+            work.rollback_note = "its container was not replaced (%s)" % (work.state or "gone")
             return
         self._restore(work)
         if work.previous is not None:  # restoring failed
@@ -440,6 +441,21 @@ class Reconciler:
         except (APIError, OSError) as exc:
             work.rollback_note = "rolling back failed: %s (container %s kept)" % (engine_reason(exc), work.previous)
 
+    def _untouched(self, work):
+        """A node whose container was not replaced after all (it failed before): started again if this run
+        stopped it to read its node.db."""
+        if getattr(work, "stopped_here", False):
+            try:
+                self.api.start(work.name)
+                work.actions.append("start again")
+            except (APIError, OSError) as exc:
+                work.reason = "%s; starting its container again failed: %s" % (work.reason, engine_reason(exc))
+        try:
+            info = self.api.inspect_container(work.name)
+            work.container_id, work.state = info["Id"], (info.get("State") or {}).get("Status")
+        except (APIError, OSError):
+            pass
+
     def _drop_previous(self, work):
         if work.previous is None:
             return
@@ -450,7 +466,7 @@ class Reconciler:
         except APIError as exc:
             work.reason = "its previous container %s was not removed: %s" % (work.previous, engine_reason(exc))
             return
-        work.actions.append("remove (%s)" % "; ".join(work.upgrade["reasons"]))
+        work.actions.append("remove %s" % work.previous)
         work.previous = None
 
     def _wait_one(self, work):
@@ -495,6 +511,8 @@ class Reconciler:
             if work.previous is not None:
                 if restore:
                     self._restore(work)
+            elif work.upgrade is not None and not any(a.startswith("remove (") for a in work.actions):
+                self._untouched(work)  # failed before its container was replaced: it stays, running as it was
             else:
                 self.discard(work)
 
@@ -570,19 +588,24 @@ class Reconciler:
             return
 
         if current is not None and reasons:
-            kept = None if identity_replaced else self._kept_node_db(work, current["state"] == "running")
+            # A container restarting (a crash loop under its restart policy) is stopped too before it is read.
+            was_up = current["state"] in ("running", "restarting")
+            kept = None if identity_replaced else self._kept_node_db(work, was_up)
+            work.stopped_here = was_up
             if kept is not None:
                 desired_files[NODE_DB_PATH] = to_put[NODE_DB_PATH] = kept
                 work.actions.append("keep node.db")
             if work.upgrade is not None and self.wait and not identity_replaced:
                 # Kept aside, stopped, until the new container proved itself (then removed): a failed upgrade gets
                 # it back, a killed run finds it.
-                if current["state"] == "running" and kept is None:
-                    self.api.stop(work.name, timeout=10)
+                # Stopped whatever it said: renaming a container the engine is (re)starting fails ("sandbox not
+                # found"), and a stopped container under unless-stopped stays stopped.
+                self.api.stop(work.name, timeout=10)
                 self.api.rename(work.name, previous_name(work.name))
                 work.previous = previous_name(work.name)
                 work.replaced_image = (current["image"], current["image_id"])
-                work.actions.append("keep previous container as %s" % work.previous)
+                work.actions.append("remove (%s); kept stopped as %s until the new container answers"
+                                    % ("; ".join(reasons), work.previous))
                 checkpoints.reached("after_set_aside")
             else:
                 self.api.remove_container(work.name, force=True, v=True)

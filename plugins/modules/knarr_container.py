@@ -244,7 +244,7 @@ options:
       - While a node is recreated its previous container is kept aside, stopped, as C(fenrir-<label>.previous), and
         removed once the new one answered. A run killed in the middle leaves it there; the next run puts it back and
         upgrades the node again.
-    type: str
+    type: raw
     default: 25%
   upgrade_rollback:
     description:

@@ -211,8 +211,8 @@ def test_an_upgrade_to_an_image_that_never_answers_is_rolled_back(upfleet, image
 
     # a, b to the variant (batch 1, answers), c, d to the broken image (batch 2, never answers): rolled back.
     fleet.set_hosts(hosts_on(fleet, {"a": VARIANT, "b": VARIANT, "c": BROKEN, "d": BROKEN}))
-    failed = fleet.play("provision.yml", "-e", "knarr_node_upgrade_batch=2", "-e", "knarr_node_boot_timeout=8",
-                        check=False)
+    failed = fleet.play("provision.yml", "-e", '{"knarr_node_upgrade_batch": 2, "knarr_node_boot_timeout": 8}',
+                        check=False)  # the batch as a number this time
     assert failed.rc != 0
     step = failed.task_result("made and started")
     report = step["upgrade"]
