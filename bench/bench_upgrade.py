@@ -9,6 +9,9 @@ A fleet of N nodes is provisioned on the reference image (knarr-cluster-node:lat
                 added, built here from it: nothing is pulled) and knarr_node_upgrade_batch=B
   all at once   the same back to the reference image with knarr_node_upgrade_batch=100%
 
+Each runs with knarr_node_parallelism as large as what it recreates at once (B, then N), so that "all at once" is
+what it says.
+
 During each, a poller probes every node with the signed echo (the registry's provisioner identity), round after
 round, and the fewest nodes answering in one round is printed beside the time: the price of availability. After
 each, every node is checked (not timed): online, on the wanted image, its node id unchanged. Then the fleet is
@@ -141,23 +144,34 @@ def check(client, fleet, image, ids):
     return problems
 
 
-def upgrade(client, fleet, image, batch, ids):
+def upgrade(client, fleet, image, batch, parallelism, ids):
     fleet.hosts(image)
     poller = Poller(fleet.registry)
     poller.start()
-    wall = fleet.play("provision.yml", "-e", "knarr_node_upgrade_batch=%s" % batch)
+    wall = fleet.play("provision.yml", "-e", "knarr_node_upgrade_batch=%s" % batch,
+                      "-e", "knarr_node_parallelism=%d" % parallelism)
     fewest = poller.stop()
-    return dict(wall_s=round(wall, 1), min_answering=fewest, rounds=len(poller.counts),
+    return dict(wall_s=round(wall, 1), min_answering=fewest, rounds=len(poller.counts), parallelism=parallelism,
                 problems=check(client, fleet, image, ids))
 
 
 def cleanup(client):
+    """Remove the bench's containers (also ones kept aside, <name>.previous) and its network; never raises."""
     for c in client.containers.list(all=True, filters={"label": "fenrir.fleet.role=knarr-node"}, ignore_removed=True):
         if c.labels.get("fenrir.fleet.label", "").startswith(PREFIX) and c.name.startswith("fenrir-" + PREFIX):
-            c.remove(force=True)
+            try:
+                c.remove(force=True)
+            except docker.errors.APIError as exc:
+                log("leaving %s: %s" % (c.name, exc))
     for n in client.networks.list(names=[NETWORK]):
-        if n.name == NETWORK:
+        if n.name != NETWORK:
+            continue
+        try:
+            for cid in client.api.inspect_network(n.id).get("Containers") or {}:
+                client.api.remove_container(cid, force=True)
             n.remove()
+        except docker.errors.APIError as exc:
+            log("leaving network %s: %s" % (NETWORK, exc))
 
 
 def main(argv=None):
@@ -180,9 +194,10 @@ def main(argv=None):
             fleet.play("provision.yml")
             ids = {label: r["node_id"] for label, r in fleet.records().items()}
             log("upgrade to %s in batches of %d" % (VARIANT, args.batch))
-            out["batches"] = upgrade(client, fleet, VARIANT, args.batch, ids)
+            # Each with as many nodes worked on at once as it recreates at once: a batch, or the whole fleet.
+            out["batches"] = upgrade(client, fleet, VARIANT, args.batch, args.batch, ids)
             log("back to %s, all at once" % REFERENCE)
-            out["all_at_once"] = upgrade(client, fleet, REFERENCE, "100%", ids)
+            out["all_at_once"] = upgrade(client, fleet, REFERENCE, "100%", args.nodes, ids)
             fleet.play("decommission.yml")
         finally:
             cleanup(client)
@@ -193,11 +208,10 @@ def main(argv=None):
     b, a = out["batches"], out["all_at_once"]
     print()
     print("Rolling upgrade of %d nodes (local engine)" % args.nodes)
-    print("%-22s %12s %16s %10s" % ("", "wall (s)", "min answering", "problems"))
-    print("%-22s %12.1f %11s/%-4d %10d" % ("batches of %d" % args.batch, b["wall_s"], b["min_answering"], args.nodes,
-                                           len(b["problems"])))
-    print("%-22s %12.1f %11s/%-4d %10d" % ("all at once", a["wall_s"], a["min_answering"], args.nodes,
-                                           len(a["problems"])))
+    print("%-22s %12s %12s %16s %10s" % ("", "parallelism", "wall (s)", "min answering", "problems"))
+    for name, row in (("batches of %d" % args.batch, b), ("all at once", a)):
+        print("%-22s %12d %12.1f %11s/%-4d %10d" % (name, row["parallelism"], row["wall_s"], row["min_answering"],
+                                                    args.nodes, len(row["problems"])))
     print("batches / all at once: %.2fx the time; %s vs %s nodes answering at the worst moment"
           % (b["wall_s"] / a["wall_s"], b["min_answering"], a["min_answering"]))
     for problem in b["problems"] + a["problems"]:
