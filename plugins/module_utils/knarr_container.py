@@ -299,6 +299,8 @@ def _outcome(works, check_mode, rec, diff, verb, provisioner, provisioner_change
         msg=("%d of %d nodes failed: %s" % (len(failed), len(works), "; ".join(
             "%s: %s" % (w.label, w.reason) for w in failed)) if failed else "%d nodes %s" % (len(works), verb)),
     )
+    if not warnings:
+        result.pop("warnings")  # AnsibleModule deprecates a warnings key; the in-process path drops an empty one
     if upgrade is not None:
         result["upgrade"] = upgrade
         said = rolling_upgrade.summary(upgrade)
