@@ -353,6 +353,9 @@ class Reconciler:
         # What it runs now: what a node held back by a failed earlier batch keeps (reconciling overwrites it).
         work.container_id, work.state = info["Id"], current["state"]
         work.running_image = (current["image"], current["image_id"])
+        if reasons and current["image"] != work.spec["image"]:
+            # Another reference (perhaps to the same image id): said first, by name, for the plan.
+            reasons.insert(0, "image %s -> %s" % (current["image"], work.spec["image"]))
         if reasons:
             work.upgrade = dict(reasons=reasons, from_image=current["image"], from_image_id=current["image_id"],
                                 to_image=work.spec["image"], to_image_id=image_id)

@@ -26,6 +26,7 @@ PREFIX = "up-"
 REFERENCE = NODE_OPTIONS["image"]["default"]  # scripts/ensure-node-image
 VARIANT = "knarr-cluster-node:up-variant"
 BROKEN = "knarr-cluster-node:up-broken"
+TAGGED = "knarr-cluster-node:up-tagged"  # a second name of the reference image (docker tag): the same image id
 PORT = NODE_OPTIONS["port"]["default"]
 DOCKERFILES = {
     VARIANT: "FROM %s\nLABEL fenrir.test.variant=up\n" % REFERENCE,
@@ -38,10 +39,12 @@ def images():
     """The variant and broken images, built from the reference image (local: FROM it, never pulled); their ids."""
     for tag, dockerfile in DOCKERFILES.items():
         CLIENT.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, pull=False)
+    CLIENT.images.get(REFERENCE).tag(TAGGED)
     ids = {tag: CLIENT.images.get(tag).id for tag in [REFERENCE] + list(DOCKERFILES)}
     assert len(set(ids.values())) == 3, ids
+    ids[TAGGED] = ids[REFERENCE]
     yield ids
-    for tag in DOCKERFILES:
+    for tag in list(DOCKERFILES) + [TAGGED]:
         try:
             CLIENT.images.remove(tag, noprune=False)
         except Exception:  # still used by a container another run left: the next run's clean-up takes it
@@ -272,3 +275,19 @@ def test_a_run_killed_in_the_middle_of_a_batch_converges(upfleet, images, point)
         out = CLIENT.containers.get("fenrir-" + label).exec_run(["python3", "-c", read]).output.decode().strip()
         assert out == "[('p1',)]", (label, out)  # no node lost its data
     assert fleet.play("provision.yml").changed() == 0
+
+
+def test_a_second_name_of_the_same_image_is_rolled_out_too(upfleet, images):
+    """A docker tag of the image the nodes run (same image id, another reference): the nodes get containers made
+    from that reference, one at a time here, and the registry names it."""
+    fleet = upfleet
+    fleet.set_hosts(hosts_on(fleet, {n: REFERENCE for n in "abc"}))
+    fleet.play("provision.yml")
+    ids = node_ids(fleet)
+    fleet.set_hosts(hosts_on(fleet, {n: TAGGED for n in "abc"}))
+    result = fleet.play("provision.yml", "-e", "knarr_node_upgrade_batch=1")
+    report = result.task_result("made and started")["upgrade"]
+    assert report["batches"] == 3 and sorted(report["upgraded"]) == sorted(ids), report
+    assert report["plan"][0]["reasons"][0] == "image %s -> %s" % (REFERENCE, TAGGED), report["plan"]
+    assert_fleet_on(fleet, {label: TAGGED for label in ids}, ids, images)
+    assert all(CLIENT.containers.get("fenrir-" + label).attrs["Config"]["Image"] == TAGGED for label in ids)

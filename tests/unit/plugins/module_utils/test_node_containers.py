@@ -970,6 +970,13 @@ def test_plan_recreate_names_the_image_a_node_runs_and_the_one_it_gets():
     assert work.upgrade["from_image_id"] == old_id and work.upgrade["to_image_id"] == IMAGE_ID
     assert work.upgrade["reasons"] == ["image_id %s -> %s" % (old_id, IMAGE_ID)]
     assert work.running_image == ("knarr-cluster-node:latest", old_id)  # what a node held back keeps running
+    tagged = make_work(label="tagged", image="knarr-cluster-node:second-tag")  # the same image id, another name
+    made = inspect_of(tagged, labels=make_work(label="tagged").labels)  # made for knarr-cluster-node:latest
+    made["Config"] = dict(made["Config"], Image="knarr-cluster-node:latest")
+    api = NamedApi({tagged.name: made}, images={"knarr-cluster-node:second-tag": IMAGE_ID})
+    assert nc.Reconciler(SimpleNamespace(api=api)).prepare([tagged]) == [tagged]
+    assert tagged.upgrade["reasons"] == ["image knarr-cluster-node:latest -> knarr-cluster-node:second-tag",
+                                         "label fenrir.fleet.spec"]
     same, new = make_work(label="same"), make_work(label="new")
     api = NamedApi({same.name: inspect_of(same)})
     assert nc.Reconciler(SimpleNamespace(api=api)).prepare([same, new]) == []  # unchanged and new: no batch
