@@ -13,6 +13,7 @@ STAMP      := $(VENV)/.installed
 VENV218    ?= .venv-core2.18
 STAMP218   := $(VENV218)/.installed
 BENCH_NODES ?= 50
+BENCH_UPGRADE_BATCH ?= 10
 
 .PHONY: help venv venv-core2.18 docker image host-image provision check decommission status test test-core2.18 unit integration molecule molecule-docker-host docker-host-test fleet-hosts-test bench bench-smoke bench-registry lint sanity changelog doc clean
 
@@ -22,7 +23,7 @@ help:
 	@echo "make check      - dry run of the main job (--check --diff), changes nothing"
 	@echo "make status     - registry against Docker, per node"
 	@echo "make decommission - remove the local fleet"
-	@echo "make bench      - fleet-scale benchmark (BENCH_NODES=$(BENCH_NODES)), the registry's allocation cost, two Docker hosts"
+	@echo "make bench      - fleet-scale benchmark (BENCH_NODES=$(BENCH_NODES)), the registry's allocation cost, two Docker hosts, a rolling upgrade"
 	@echo "make bench-registry - the registry's allocation cost on SQLite and PostgreSQL (a private server it starts)"
 	@echo "make lint       - ansible-lint (production profile)"
 	@echo "make sanity     - ansible-test sanity on a laid-out copy of the collection"
@@ -98,10 +99,13 @@ bench-smoke: venv image
 
 # bench_allocation.py starts the private PostgreSQL cluster of scripts/ensure-postgres itself (FENRIR_BENCH_PG_DSN
 # names another server) and prints 8 processes x 50 allocations on SQLite and PostgreSQL side by side.
+# bench_upgrade.py: BENCH_NODES nodes to a variant image in batches of BENCH_UPGRADE_BATCH, then back all at once,
+# with the fewest nodes answering the signed echo during each.
 bench: venv image host-image
 	$(PY) bench/fleet_bench.py --nodes $(BENCH_NODES)
 	$(PY) bench/bench_allocation.py
 	$(PY) bench/bench_hosts.py --nodes $(BENCH_NODES)
+	$(PY) bench/bench_upgrade.py --nodes $(BENCH_NODES) --batch $(BENCH_UPGRADE_BATCH)
 
 bench-registry: venv
 	$(PY) bench/bench_allocation.py

@@ -21,7 +21,9 @@ ROLE_ONLY = ("label", "state", "db_b64", "results")
 FLEET_SETTINGS = ("registry", "registry_key_file", "network", "subnet", "gateway", "pool_start", "pool_end",
                   "parallelism", "wait", "boot_timeout", "provisioner_db_b64",
                   # a fleet over Docker hosts (fenrir.fleet.fleet_placement, knarr_image)
-                  "docker_tls_dir", "port_pool_start", "port_pool_end", "image_source", "image_archive", "prune")
+                  "docker_tls_dir", "port_pool_start", "port_pool_end", "image_source", "image_archive", "prune",
+                  # rolling upgrades (fenrir.fleet.knarr_container)
+                  "upgrade_batch", "upgrade_rollback")
 # Fleet settings that are secrets: an error about them names the hosts, never the values.
 SECRET_SETTINGS = ("provisioner_db_b64",)
 # What fenrir.fleet.fleet_placement needs of a node to place it.

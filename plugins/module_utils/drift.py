@@ -189,6 +189,8 @@ def container_view(entry, network, network_info=None):
         ip=ip,
         on_network=bool(net) or bool(attached),
         host_network="host" in ((entry.get("NetworkSettings") or {}).get("Networks") or {}),
+        image=entry.get("Image"),
+        image_id=entry.get("ImageID"),
     )
 
 
@@ -206,9 +208,15 @@ def _record_age(node, now):
     return max(0.0, now - changed_at) if changed_at else None
 
 
-def _entry(label, server_id, registry_status, ip, container, drift, node_id=None, record_age=None):
+def _entry(label, server_id, registry_status, ip, container, drift, node_id=None, record_age=None, node=None):
+    node = node or {}
     return dict(
         label=label,
+        # The image the node runs, as the registry recorded it (rolling upgrades), else as the container listing
+        # says; and the one it ran before its last image change.
+        image=node.get("image") or (container or {}).get("image"),
+        image_id=node.get("image_id") or (container or {}).get("image_id"),
+        previous_image=node.get("previous_image"),
         server_id=server_id,
         node_id=node_id,
         registry_status=registry_status,
@@ -289,7 +297,7 @@ def compare(nodes, containers, registry_path, now=None, stale_after=DEFAULT_STAL
                 and (container is None or container["state"] != "running")):
             drift.append("stale provisioning")
         entries.append(_entry(node["label"], node["server_id"], status, node["ip"], container, drift + found,
-                              node.get("node_id"), age))
+                              node.get("node_id"), age, node=node))
 
     unknown = [(label, c) for label, cs in by_label.items() for c in cs]
     unknown += [(c["name"][len(NAME_PREFIX):], c) for c in by_name.values()
@@ -341,6 +349,15 @@ def probe(entries, port=DEFAULT_NODE_PORT, timeout=DEFAULT_PROBE_TIMEOUT, parall
         with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(todo)))) as pool:
             list(pool.map(one, todo))
     return entries
+
+
+def image_counts(entries):
+    """How many of the registry's nodes run each image: {image reference: count} (``-`` when unknown)."""
+    counts = {}
+    for e in entries:
+        if _is_node(e):
+            counts[e.get("image") or "-"] = counts.get(e.get("image") or "-", 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def summarize(entries):
@@ -529,7 +546,8 @@ def fleet_status(params, make_client, check_mode=False):
               timeout=params.get("probe_timeout") or DEFAULT_PROBE_TIMEOUT, identity=identity)
     for e in entries:
         e.pop("probe_at", None)
-    result.update(nodes=entries, in_sync=not any(e["drift"] for e in entries), summary=summarize(entries))
+    result.update(nodes=entries, in_sync=not any(e["drift"] for e in entries), summary=summarize(entries),
+                  images=image_counts(entries))
     if engines:
         result["hosts"] = _hosts_view(db, nodes, surveys)
     return result

@@ -15,6 +15,7 @@ import secrets
 from ansible_collections.fenrir.fleet.plugins.module_utils import checkpoints
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
 from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_wire as wire
+from ansible_collections.fenrir.fleet.plugins.module_utils import rolling_upgrade
 from ansible_collections.fenrir.fleet.plugins.module_utils.container_files import identity_of, read_file
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
     DockerException, docker_argument_spec, run_with_engine)
@@ -47,6 +48,8 @@ def argument_spec():
         register=dict(type="bool", default=True),
         boot_timeout=dict(type="int", default=60),
         provisioner_db_b64=dict(type="str", no_log=True),
+        upgrade_batch=dict(type="raw", default=rolling_upgrade.DEFAULT_BATCH),  # a count, or "N%"
+        upgrade_rollback=dict(type="str", choices=list(rolling_upgrade.ROLLBACK_CHOICES), default="batch"),
     )
     spec.update({k: dict(v) for k, v in REGISTRY_ARGS.items()})
     spec.update(engines_argument_spec())  # several engines at once: module_utils/placed_nodes.py
@@ -207,11 +210,17 @@ def _record(reg, rec, works, check_mode, register):
                     rec.discard(w)
                 w.registry_status = record["status"]
                 continue
-            if w.failed:
+            if w.failed and w.rolled_back and w.proven:
+                # A failed upgrade put back: the node answers on its previous image; the reason says what failed.
+                reg.set_fields(w.label, container_id=w.container_id, node_id=w.node_id, status="online",
+                               reason=w.reason, **image_fields(w, record))
+            elif w.failed:
                 # An untouched container that fails its probe is kept (it was not this run's to remove).
                 reg.fail(w.label, w.reason, container_removed=w.container_id is None)
+                if w.container_id is not None and w.running_image is not None:
+                    reg.set_fields(w.label, **image_fields(w, record))
             else:
-                changes = dict(container_id=w.container_id, node_id=w.node_id)
+                changes = dict(container_id=w.container_id, node_id=w.node_id, **image_fields(w, record))
                 if w.proven and register:
                     changes.update(status="online", reason=None)
                 elif w.changed or record["status"] in ("provisioning", "failed"):
@@ -219,6 +228,20 @@ def _record(reg, rec, works, check_mode, register):
                     changes.update(status="running", reason=None)
                 reg.set_fields(w.label, **changes)
             w.registry_status = reg.get(w.label)["status"]
+
+
+def image_fields(work, record):
+    """The registry's image columns for a node: the image its container runs (reference and id) and, when this run
+    replaced a container of another image, that one as the previous."""
+    fields = {}
+    if work.running_image is not None and work.container_id is not None:
+        fields.update(image=work.running_image[0], image_id=work.running_image[1])
+    replaced = work.replaced_image
+    if replaced is not None and work.running_image is not None and replaced[1] != work.running_image[1]:
+        fields.update(previous_image=replaced[0], previous_image_id=replaced[1])
+    elif replaced is None and work.reverted and record.get("image_id") != (work.running_image or (None, None))[1]:
+        fields.update(previous_image=record.get("image"), previous_image_id=record.get("image_id"))
+    return fields
 
 
 def _register_proven(reg, works):
@@ -250,7 +273,9 @@ def start_nodes(params, client, check_mode, diff):
                 _register_proven(reg, works)
             return _outcome(works, check_mode, None, diff, "answer", provisioner, provisioner_changed, warnings)
         rec = Reconciler(client, check_mode=check_mode, parallelism=params["parallelism"],
-                         boot_timeout=params["boot_timeout"], wait=params["wait"], identity=provisioner)
+                         boot_timeout=params["boot_timeout"], wait=params["wait"], identity=provisioner,
+                         upgrade_batch=params.get("upgrade_batch"), upgrade_rollback=params.get("upgrade_rollback"))
+        rolling_upgrade.batch_size(params.get("upgrade_batch"), 1)  # refused before anything changes
         problems = [p for p in rec.preflight(works) if not (check_mode and p[1] == "network")]
         if problems:
             raise FleetError("; ".join(str(FleetError(message, label=label, field=field))
@@ -258,10 +283,11 @@ def start_nodes(params, client, check_mode, diff):
         rec.run(works)
         checkpoints.reached("before_record")
         _record(reg, rec, works, check_mode, params["register"])
-    return _outcome(works, check_mode, rec, diff, "reconciled", provisioner, provisioner_changed, warnings)
+    return _outcome(works, check_mode, rec, diff, "reconciled", provisioner, provisioner_changed, warnings,
+                    upgrade=rec.upgrade_report)
 
 
-def _outcome(works, check_mode, rec, diff, verb, provisioner, provisioner_changed, warnings):
+def _outcome(works, check_mode, rec, diff, verb, provisioner, provisioner_changed, warnings, upgrade=None):
     failed = [w for w in works if w.failed]
     result = dict(
         changed=any(w.changed for w in works) or provisioner_changed,
@@ -273,11 +299,21 @@ def _outcome(works, check_mode, rec, diff, verb, provisioner, provisioner_change
         msg=("%d of %d nodes failed: %s" % (len(failed), len(works), "; ".join(
             "%s: %s" % (w.label, w.reason) for w in failed)) if failed else "%d nodes %s" % (len(works), verb)),
     )
+    if not warnings:
+        result.pop("warnings")  # AnsibleModule deprecates a warnings key; the in-process path drops an empty one
+    if upgrade is not None:
+        result["upgrade"] = upgrade
+        said = rolling_upgrade.summary(upgrade)
+        if said:
+            result["msg"] = "%s. %s" % (said, result["msg"])
     if diff and rec is not None:
         before, after = {}, {}
         for w in works:
             if w.changed:
                 before[w.label], after[w.label] = rec.diff_views(w)
+                if w.upgrade is not None and after[w.label] is not None:
+                    after[w.label]["upgrade"] = dict(batch=w.batch, from_image=w.upgrade["from_image"],
+                                                     to_image=w.upgrade["to_image"])
         if provisioner_changed:
             before["_provisioner"], after["_provisioner"] = None, dict(node_id=provisioner.node_id)
         result["diff"] = dict(before=before, after=after)

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import checkpoints
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
+from ansible_collections.fenrir.fleet.plugins.module_utils import rolling_upgrade
 from ansible_collections.fenrir.fleet.plugins.module_utils.container_files import (
     ContainerFileError, IdentityFile, file_view, identity_of, make_tar, quick_same, read_files, same_file, size_cap,
     stat_file)
@@ -35,6 +36,14 @@ ROLE_VALUE = "knarr-node"
 NODE_DB_PATH = DATA_DIR + "/node.db"
 # The TLS certificate a knarr node makes from its seed when (and only when) it finds none.
 NODE_CERT_PATHS = (DATA_DIR + "/cert.pem", DATA_DIR + "/key.pem")
+# A container being replaced is stopped and kept under this name until its successor proved itself alive: a failed
+# upgrade gets it back, and a run killed in the middle finds it (and restores it) instead of a half-made node.
+PREVIOUS_SUFFIX = ".previous"
+
+
+def previous_name(name):
+    """The name a node's container is kept under while its successor is made and proven."""
+    return name + PREVIOUS_SUFFIX
 
 
 class NodeWork:
@@ -80,6 +89,19 @@ class NodeWork:
         self.proven = False  # answered the proof of life in this run
         self.registry_status = None
         self.compared = None
+        # Rolling upgrades (rolling_upgrade.py): why the existing container must be made anew and from which image
+        # to which (None: not part of the upgrade's batches), its batch, the container kept aside, what happened.
+        self.upgrade = None
+        self.batch = None
+        self.previous = None
+        self.held_back = False
+        self.rolled_back = False
+        self.reverted = False
+        self.upgrade_answer = None
+        self.rollback_note = None
+        self.running_image = None  # (reference, image id) the node's container runs after this run
+        self.stopped_here = False  # this run stopped its container (to read its node.db)
+        self.replaced_image = None  # (reference, image id) of the container this run replaced
 
     @property
     def changed(self):
@@ -93,6 +115,12 @@ class NodeWork:
             contract.update(docker_host=self.engine, endpoint="%s:%d" % self.probe_at)
             extra = dict(docker_host=self.engine, network_mode=self.placement.network_mode,
                          endpoint="%s:%d" % self.probe_at)
+        if self.upgrade is not None:
+            extra["upgrade"] = dict(batch=self.batch, from_image=self.upgrade["from_image"],
+                                    to_image=self.upgrade["to_image"], held_back=self.held_back,
+                                    rolled_back=self.rolled_back, reverted=self.reverted)
+        if self.running_image is not None:
+            extra["image"], extra["image_id"] = self.running_image
         return dict(extra, label=self.label, server_id=self.name, ip=self.ip, node_id=self.node_id, result=contract,
                     container_id=self.container_id, actions=list(self.actions), changed=self.changed,
                     failed=self.failed, reason=self.reason, state=self.state, registry_status=self.registry_status,
@@ -201,8 +229,12 @@ def _shown(value):
 # --------------------------------------------------------------------------- the engine
 
 class Reconciler:
-    def __init__(self, client, check_mode=False, parallelism=8, boot_timeout=60.0, wait=True, identity=None):
+    def __init__(self, client, check_mode=False, parallelism=8, boot_timeout=60.0, wait=True, identity=None,
+                 upgrade_batch=None, upgrade_rollback="batch"):
         self.client = client
+        self.upgrade_batch = upgrade_batch  # a count or "N%" of the nodes to recreate (rolling_upgrade.batch_size)
+        self.upgrade_rollback = upgrade_rollback
+        self.upgrade_report = None
         self.identity = identity  # the provisioner's: what the proof of life is signed with
         self.api = client.api
         self.check_mode = check_mode
@@ -240,12 +272,26 @@ class Reconciler:
                                  "fleet_network role first" % net))
         return problems
 
-    def run(self, works):
+    def run(self, works, defer_upgrades=False):
         """Reconcile every node (``parallelism`` at a time), then wait for all of them at once.
 
         Waiting is I/O, not engine work: a node booting does not hold a slot another node
-        could use to be created and started.
+        could use to be created and started.  Nodes whose existing container must be made anew are not part of
+        that: they are recreated in batches, each proven alive before the next (rolling_upgrade.py). With
+        ``defer_upgrades`` they are left alone and returned, for batches spanning several engines.
         """
+        affected = self.prepare(works)
+        self.run_group([w for w in works if w.upgrade is None])
+        if defer_upgrades:
+            return affected
+        self.upgrade_report = rolling_upgrade.run_batches(
+            affected, lambda w: self, self.upgrade_batch, self.upgrade_rollback, self.check_mode, self.parallelism)
+        return works
+
+    def run_group(self, works):
+        """Reconcile ``works`` all at once, then wait for them all."""
+        if not works:
+            return works
         with ThreadPoolExecutor(max_workers=max(1, min(self.parallelism, len(works)))) as pool:
             list(pool.map(self._one, works))
         if self.wait and not self.check_mode:
@@ -254,6 +300,177 @@ class Reconciler:
                 with ThreadPoolExecutor(max_workers=min(64, len(waiting))) as pool:
                     list(pool.map(self._wait_one, waiting))
         return works
+
+    # -- rolling upgrades (rolling_upgrade.run_batches drives these)
+    def prepare(self, works):
+        """Before anything else: containers a killed run left aside restored; then which existing containers must
+        be made anew (``work.upgrade``). Returns those works."""
+        pool_size = max(1, min(self.parallelism, len(works) or 1))
+        with ThreadPoolExecutor(max_workers=pool_size) as pool:
+            if not self.check_mode:
+                list(pool.map(self._recover_interrupted, works))
+            list(pool.map(self.plan_recreate, works))
+        return [w for w in works if w.upgrade is not None]
+
+    def _recover_interrupted(self, work):
+        """A container kept aside by a run that was killed before its successor proved itself: the successor (if
+        any: perhaps created and never started, or never proven) is removed and the kept container takes its name
+        back, stopped; the run then recreates it like any other."""
+        kept_name = previous_name(work.name)
+        try:
+            kept = self._inspect(kept_name)
+            if kept is None or kept.get("Name", "").lstrip("/") != kept_name:
+                return
+            labels = (kept.get("Config") or {}).get("Labels") or {}
+            if labels.get(LABEL_PREFIX + "label") not in (None, work.label) or \
+                    foreign_registry(labels, work.registry_path, work.former):
+                return  # not this node's: left alone (reconciling the node reports what is wrong)
+            if self._inspect(work.name) is not None:
+                self.api.remove_container(work.name, force=True, v=True)
+            self.api.rename(kept_name, work.name)
+            work.actions.append("restore %s kept by an interrupted run" % kept_name)
+        except (APIError, OSError) as exc:
+            work.failed = True
+            work.reason = "restoring %s kept by an interrupted run failed: %s" % (kept_name, engine_reason(exc))
+
+    def plan_recreate(self, work):
+        """Sets ``work.upgrade`` when the node's existing container must be made anew for its settings (its image
+        or any other container-level setting): the reasons, the image it runs and the one it gets."""
+        if work.failed or work.carried_db is not None:
+            return
+        try:
+            info = self._inspect(work.name)
+            if info is None:
+                return
+            current = container_view(info, work.network)
+            if current["labels"].get(LABEL_PREFIX + "label") not in (None, work.label) or \
+                    foreign_registry(current["labels"], work.registry_path, work.former):
+                return  # refused when reconciled
+            image_id = self.image_id(work.spec["image"])
+            reasons = recreate_reasons(current, desired_view(work, image_id), work.former)
+        except (APIError, OSError):
+            return  # the reconcile reports it
+        # What it runs now: what a node held back by a failed earlier batch keeps (reconciling overwrites it).
+        work.container_id, work.state = info["Id"], current["state"]
+        work.running_image = (current["image"], current["image_id"])
+        if reasons and current["image"] != work.spec["image"]:
+            # Another reference (perhaps to the same image id): said first, by name, for the plan.
+            reasons.insert(0, "image %s -> %s" % (current["image"], work.spec["image"]))
+        if reasons:
+            work.upgrade = dict(reasons=reasons, from_image=current["image"], from_image_id=current["image_id"],
+                                to_image=work.spec["image"], to_image_id=image_id)
+
+    def upgrade_one(self, work):
+        """Recreate one node of a batch (the previous container kept aside); a failure leaves the rollback to
+        ``roll_back``."""
+        self._one(work, restore=False)
+
+    def prove_upgrade(self, work):
+        """A recreated node proves itself alive; then its previous container is removed."""
+        if self.wait:
+            try:
+                self._wait(work)
+            except (APIError, ProbeError, OSError) as exc:
+                work.failed = True
+                work.reason = work.reason or engine_reason(exc)
+                return
+        self._drop_previous(work)
+
+    def roll_back(self, work):
+        """A node of a failed batch gets its previous container back and proves itself alive again."""
+        work.upgrade_answer = work.reason
+        if work.previous is None:
+            # Failed before its container was set aside (e.g. its node.db could not be read): left as it was.
+            work.rollback_note = "its container was not replaced (%s)" % (work.state or "gone")
+            return
+        self._restore(work)
+        if work.previous is not None:  # restoring failed
+            return
+        work.rolled_back = True
+        if not self.wait:
+            work.rollback_note = "rolled back to its previous container (not proven: wait is off)"
+            return
+        try:
+            self._wait(work)
+            work.rollback_note = "rolled back to its previous container (%s, its node.db) and alive again" % (
+                rolling_upgrade.describe_image(*work.running_image))
+        except (APIError, ProbeError, OSError) as exc:
+            work.proven = False
+            work.rollback_note = "rolled back to its previous container (%s), which does not answer either: %s" % (
+                rolling_upgrade.describe_image(*work.running_image), engine_reason(exc))
+
+    def revert(self, work):
+        """upgrade_rollback=all: a node upgraded in an earlier batch is recreated on the image it ran before
+        (by image id when its reference moved), its node.db carried over, and proven alive."""
+        ref, image_id = work.replaced_image or (work.upgrade["from_image"], work.upgrade["from_image_id"])
+        target = ref if ref and self.image_id(ref) == image_id else image_id
+        spec = dict(work.spec, image=target)
+        clone = NodeWork.__new__(NodeWork)
+        clone.__dict__.update(work.__dict__)
+        clone.spec = spec
+        clone.labels = dict(work.labels, **{LABEL_PREFIX + "spec": container_digest(spec, work.network)})
+        clone.actions, clone.failed, clone.reason, clone.previous, clone.proven = [], False, None, None, False
+        clone.upgrade = dict(work.upgrade, to_image=target, to_image_id=image_id)
+        self._one(clone, restore=False)
+        if not clone.failed:
+            self.prove_upgrade(clone)
+        if clone.failed:
+            self.roll_back(clone)
+        work.actions.extend("revert: %s" % a for a in clone.actions)
+        work.container_id, work.state, work.proven = clone.container_id, clone.state, clone.proven
+        work.running_image, work.reverted = clone.running_image, not clone.failed
+        if clone.failed:
+            work.failed = True
+            work.reason = "reverting to %s failed: %s" % (target, clone.reason)
+        else:
+            work.replaced_image = None  # back where it was: its previous image is what it had before
+
+    def _restore(self, work):
+        """The node's kept container back under its name (the failed successor removed), started."""
+        try:
+            try:
+                self.api.remove_container(work.name, force=True, v=True)
+            except NotFound:
+                pass
+            self.api.rename(work.previous, work.name)
+            work.actions.append("restore previous container")
+            work.previous = None
+            self.api.start(work.name)
+            work.actions.append("start")
+            info = self.api.inspect_container(work.name)
+            work.container_id, work.state = info["Id"], "running"
+            work.running_image = (info["Config"].get("Image"), info.get("Image"))
+            work.replaced_image = None
+        except (APIError, OSError) as exc:
+            work.rollback_note = "rolling back failed: %s (container %s kept)" % (engine_reason(exc), work.previous)
+
+    def _untouched(self, work):
+        """A node whose container was not replaced after all (it failed before): started again if this run
+        stopped it to read its node.db."""
+        if getattr(work, "stopped_here", False):
+            try:
+                self.api.start(work.name)
+                work.actions.append("start again")
+            except (APIError, OSError) as exc:
+                work.reason = "%s; starting its container again failed: %s" % (work.reason, engine_reason(exc))
+        try:
+            info = self.api.inspect_container(work.name)
+            work.container_id, work.state = info["Id"], (info.get("State") or {}).get("Status")
+        except (APIError, OSError):
+            pass
+
+    def _drop_previous(self, work):
+        if work.previous is None:
+            return
+        try:
+            self.api.remove_container(work.previous, force=True, v=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            work.reason = "its previous container %s was not removed: %s" % (work.previous, engine_reason(exc))
+            return
+        work.actions.append("remove %s" % work.previous)
+        work.previous = None
 
     def _wait_one(self, work):
         try:
@@ -282,7 +499,9 @@ class Reconciler:
         except NotFound:
             return None
 
-    def _one(self, work):
+    def _one(self, work, restore=True):
+        if work.failed:  # failed before (restoring what an interrupted run kept aside)
+            return
         try:
             self._reconcile(work)
         except (APIError, ProbeError, OSError, FleetError) as exc:
@@ -292,7 +511,13 @@ class Reconciler:
             work.failed = True
             work.reason = "unexpected %s: %s" % (type(exc).__name__, exc)
         if work.failed and not self.check_mode and work.actions:
-            self.discard(work)
+            if work.previous is not None:
+                if restore:
+                    self._restore(work)
+            elif work.upgrade is not None and not any(a.startswith("remove (") for a in work.actions):
+                self._untouched(work)  # failed before its container was replaced: it stays, running as it was
+            else:
+                self.discard(work)
 
     def discard(self, work):
         """Remove the container this run made or changed for a node that failed (or lost its record)."""
@@ -362,21 +587,41 @@ class Reconciler:
                 work.actions.append("restart")
             work.container_id = info["Id"] if info and not fresh else None
             work.state = "running" if not work.actions else None
+            work.running_image = (spec["image"], image_id) if fresh else (current["image"], current["image_id"])
             return
 
         if current is not None and reasons:
-            kept = None if identity_replaced else self._kept_node_db(work, current["state"] == "running")
+            # A container restarting (a crash loop under its restart policy) is stopped too before it is read.
+            was_up = current["state"] in ("running", "restarting")
+            kept = None if identity_replaced else self._kept_node_db(work, was_up)
+            work.stopped_here = was_up
             if kept is not None:
                 desired_files[NODE_DB_PATH] = to_put[NODE_DB_PATH] = kept
                 work.actions.append("keep node.db")
-            self.api.remove_container(work.name, force=True, v=True)
-            work.actions.append("remove (%s)" % "; ".join(reasons))
+            if work.upgrade is not None and self.wait and not identity_replaced:
+                # Kept aside, stopped, until the new container proved itself (then removed): a failed upgrade gets
+                # it back, a killed run finds it.
+                # Stopped whatever it said: renaming a container the engine is (re)starting fails ("sandbox not
+                # found"), and a stopped container under unless-stopped stays stopped.
+                self.api.stop(work.name, timeout=10)
+                self.api.rename(work.name, previous_name(work.name))
+                work.previous = previous_name(work.name)
+                work.replaced_image = (current["image"], current["image_id"])
+                work.actions.append("remove (%s); kept stopped as %s until the new container answers"
+                                    % ("; ".join(reasons), work.previous))
+                checkpoints.reached("after_set_aside")
+            else:
+                self.api.remove_container(work.name, force=True, v=True)
+                work.replaced_image = (current["image"], current["image_id"])
+                work.actions.append("remove (%s)" % "; ".join(reasons))
         if fresh:
             work.container_id = self._create(work)
             work.actions.append("create")
             checkpoints.reached("after_create")
+            work.running_image = (spec["image"], image_id)
         else:
             work.container_id = info["Id"]
+            work.running_image = (current["image"], current["image_id"])
         if to_put:
             # Into the node's directory, not '/': a read-only container takes archives only into its volume.
             self.api.put_archive(work.name, DATA_DIR,
@@ -550,6 +795,12 @@ def remove_containers(client, names, check_mode=False, parallelism=8, registry_p
             listed[n.lstrip("/")] = c.get("Labels") or {}
 
     def one(name):
+        kept = previous_name(name)  # kept aside by an upgrade that was interrupted: goes with the node
+        if kept in listed and not foreign_registry(listed[kept], registry_path, former) and not check_mode:
+            try:
+                client.api.remove_container(kept, force=True, v=True)
+            except (NotFound, APIError):
+                pass
         if name not in listed:
             results[name] = "absent"
             return

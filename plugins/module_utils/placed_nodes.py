@@ -26,6 +26,7 @@ import threading
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import checkpoints
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
+from ansible_collections.fenrir.fleet.plugins.module_utils import rolling_upgrade
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import APIError, DockerException, NotFound
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, ModuleFailure
 from ansible_collections.fenrir.fleet.plugins.module_utils.fleet_hosts import (
@@ -294,7 +295,9 @@ def start_nodes(params, check_mode, diff):
                 if not mine:
                     return
                 rec = Reconciler(clients[name], check_mode=check_mode, parallelism=params["parallelism"],
-                                 boot_timeout=params["boot_timeout"], wait=params["wait"], identity=provisioner)
+                                 boot_timeout=params["boot_timeout"], wait=params["wait"], identity=provisioner,
+                                 upgrade_batch=params.get("upgrade_batch"),
+                                 upgrade_rollback=params.get("upgrade_rollback"))
                 with lock:
                     router.recs[name] = rec
                 try:
@@ -311,17 +314,25 @@ def start_nodes(params, check_mode, diff):
                 for w in mine:
                     if w.label in refused:
                         _engine_failed(w, refused[w.label], w.record)
-                rec.run([w for w in mine if not w.failed])
+                later = rec.run([w for w in mine if not w.failed], defer_upgrades=True)
+                with lock:
+                    deferred.extend(later)
 
+            deferred = []
+            rolling_upgrade.batch_size(params.get("upgrade_batch"), 1)  # refused before anything changes
             per_engine(sorted(clients), one_engine)
+            # Containers to make anew: in batches across every engine, each batch proven before the next.
+            upgrade = rolling_upgrade.run_batches(deferred, lambda w: router.recs[w.engine],
+                                                  params.get("upgrade_batch"), params.get("upgrade_rollback") or "batch",
+                                                  check_mode, params["parallelism"])
             for w in works:
                 _remove_previous(w, clients, check_mode, warnings)
             checkpoints.reached("before_record")
             _record(reg, router, works, check_mode, params["register"])
         finally:
             close_all(clients)
-    return _with_hosts(_outcome(works, check_mode, router, diff, "reconciled", provisioner, provisioner_changed, []),
-                       works, failed, warnings)
+    return _with_hosts(_outcome(works, check_mode, router, diff, "reconciled", provisioner, provisioner_changed, [],
+                                upgrade=upgrade), works, failed, warnings)
 
 
 def _with_hosts(result, works, failed, warnings):

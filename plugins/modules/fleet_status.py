@@ -192,6 +192,16 @@ nodes:
     probe_error:
       description: Why the probe failed (with O(probe=true)); V(null) otherwise.
       type: str
+    image:
+      description: The image the node runs, as the registry recorded it (M(fenrir.fleet.knarr_container), rolling
+        upgrades), else as the container listing says; V(null) when unknown.
+      type: str
+    image_id:
+      description: That image's id (C(sha256:...)).
+      type: str
+    previous_image:
+      description: The image the node ran before its last image change; V(null) when it never changed.
+      type: str
     docker_host:
       description: The engine the node lives on (a Docker host of the registry, or C(local)).
       type: str
@@ -236,6 +246,11 @@ in_sync:
   returned: success
   type: bool
   sample: false
+images:
+  description: How many of the registry's nodes run each image (C(-) when unknown).
+  returned: always
+  type: dict
+  sample: {"knarr-cluster-node:0.57": 48, "knarr-cluster-node:0.56": 2}
 summary:
   description:
     - Counts. C(nodes) active registry nodes checked, C(containers) containers of this registry seen, C(ok) entries

@@ -33,7 +33,8 @@ description:
     host, RV(failed_hosts)). A node moved to another host takes its node.db (identity and data) from its previous
     container, which is removed once the node proved itself on the new host.
   - A node that fails after this run touched it has its container removed and its record marked C(failed) with the
-    reason; a later run retries it. Nodes proven alive are recorded C(online) (see O(register)).
+    reason; a later run retries it. A node whose existing container had to be made anew instead gets its previous
+    container back (see O(upgrade_batch) and O(upgrade_rollback)). Nodes proven alive are recorded C(online) (see O(register)).
 author:
   - Fenrir Fleet Maintainers (@fenrir-fleet)
 extends_documentation_fragment:
@@ -231,6 +232,32 @@ options:
       - The proof of life is signed with this identity, and it is the key a node's C([peer_overrides]) names unless
         O(nodes[].provisioner_node_id) says otherwise.
     type: str
+  upgrade_batch:
+    description:
+      - Rolling upgrades. Nodes whose existing container must be made anew (a new O(nodes[].image), or any other
+        setting that forces a recreate) are recreated in batches of this size, each batch proven alive (identity and
+        signed echo) before the next starts; their C(node.db) moves into the new container. New nodes and nodes that
+        need no new container are not part of the batches.
+      - A count of nodes (V(10)) or a percentage of the nodes to recreate (V(25%), rounded up), at least 1. The
+        default never recreates more than one node in four at once; V(100%) recreates them all at once.
+      - With O(engines), batches span every Docker host (a batch takes a node of each host in turn).
+      - While a node is recreated its previous container is kept aside, stopped, as C(fenrir-<label>.previous), and
+        removed once the new one answered. A run killed in the middle leaves it there; the next run puts it back and
+        upgrades the node again.
+    type: raw
+    default: 25%
+  upgrade_rollback:
+    description:
+      - What a batch whose nodes fail their proof of life within O(boot_timeout) is followed by. Each failed node
+        gets its previous container back (its previous image and C(node.db)), is proven alive again and recorded
+        C(online) with the reason; the run stops there and fails, naming every failed node, its old and new image and
+        what it answered. Later batches are not touched (RV(upgrade.held_back)).
+      - V(batch) leaves the nodes of earlier batches upgraded (RV(upgrade.upgraded)).
+      - V(all) also recreates the nodes of earlier batches on the image they ran before (their C(node.db) carried
+        over), batch by batch, last batch first (RV(upgrade.reverted)).
+    type: str
+    choices: [batch, all]
+    default: batch
 attributes:
   check_mode:
     support: full
@@ -343,6 +370,56 @@ failed_hosts:
   description: With O(engines), the engines that failed, with the reason (their nodes are failed).
   returned: when O(engines) is given
   type: dict
+upgrade:
+  description: The rolling upgrade (O(upgrade_batch)); in check mode the plan.
+  returned: O(state=started)
+  type: dict
+  contains:
+    batch_size:
+      description: Nodes recreated at once.
+      type: int
+    batches:
+      description: How many batches.
+      type: int
+    rollback:
+      description: O(upgrade_rollback).
+      type: str
+    plan:
+      description: Per node to recreate, its C(label), C(batch) (from 1), C(from_image), C(to_image), their ids
+        (C(from_image_id), C(to_image_id)), C(docker_host) and the C(reasons) for a new container.
+      type: list
+      elements: dict
+    upgraded:
+      description: Nodes recreated and proven alive (and not reverted).
+      type: list
+      elements: str
+    rolled_back:
+      description: Nodes of the failed batch, put back on their previous container.
+      type: list
+      elements: str
+    reverted:
+      description: With O(upgrade_rollback=all), nodes of earlier batches recreated on their previous image.
+      type: list
+      elements: str
+    held_back:
+      description: Nodes of the batches after the failed one, not touched.
+      type: list
+      elements: str
+    failed_batch:
+      description: The number of the batch that failed, or null.
+      type: int
+  sample:
+    batch_size: 2
+    batches: 3
+    rollback: batch
+    plan: [{label: alpha, batch: 1, from_image: "knarr-cluster-node:0.56", to_image: "knarr-cluster-node:0.57",
+            from_image_id: "sha256:9a1b...", to_image_id: "sha256:77c0...", docker_host: null,
+            reasons: ["image_id sha256:9a1b... -> sha256:77c0..."]}]
+    upgraded: [alpha, beta]
+    rolled_back: []
+    reverted: []
+    held_back: []
+    failed_batch: null
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -31,7 +31,9 @@ FLEET_OPTIONS = dict(registry_key_file=("key_file", fleet_registry), network=("n
                      provisioner_db_b64=("provisioner_db_b64", knarr_container),
                      docker_tls_dir=("tls_dir", fleet_placement), port_pool_start=("port_start", fleet_placement),
                      port_pool_end=("port_end", fleet_placement), image_source=("source", knarr_image),
-                     image_archive=("archive", knarr_image), prune=("prune", fleet_placement))
+                     image_archive=("archive", knarr_image), prune=("prune", fleet_placement),
+                     upgrade_batch=("upgrade_batch", knarr_container),
+                     upgrade_rollback=("upgrade_rollback", knarr_container))
 
 
 def load(role, path):
@@ -81,6 +83,8 @@ def test_fleet_settings_are_module_options_of_the_same_type():
             continue
         option, logic = FLEET_OPTIONS[name]
         assert opts["knarr_node_" + name]["type"] == logic.ARGUMENT_SPEC["argument_spec"][option]["type"], name
+        assert opts["knarr_node_" + name].get("choices") == logic.ARGUMENT_SPEC["argument_spec"][option].get(
+            "choices"), name
         assert "default" not in opts["knarr_node_" + name], name
 
 

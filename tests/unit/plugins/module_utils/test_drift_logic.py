@@ -93,7 +93,9 @@ def by_label(entries):
 def test_container_view_running_stopped_created():
     running = drift.container_view(listed("fenrir-a", ip="172.31.251.10"), NET, dict(Id=NET_ID, Containers={}))
     assert running == dict(id=cid("fenrir-a"), name="fenrir-a", state="running", labels={}, ip="172.31.251.10",
-                           on_network=True, host_network=False)
+                           on_network=True, host_network=False, image=None, image_id=None)
+    imaged = dict(listed("fenrir-a", ip="172.31.251.10"), Image="knarr:2", ImageID="sha256:" + "b" * 64)
+    assert drift.container_view(imaged, NET)["image"] == "knarr:2"  # what the status shows without a record of it
     stopped = drift.container_view(listed("fenrir-b", state="exited", ip="172.31.251.11"), NET,
                                    dict(Id=NET_ID, Containers={}))
     assert (stopped["state"], stopped["ip"], stopped["on_network"]) == ("exited", "172.31.251.11", True)
@@ -536,3 +538,15 @@ def test_an_outside_change_can_be_accepted_after_looking_at_it(tmp_path):
         with reg.transaction():
             assert reg.set_fields("alpha", status="running")
         assert reg.get("alpha")["location"] == "moved by hand"
+
+
+def test_image_counts_count_the_registrys_nodes_per_image():
+    nodes = [dict(label=x, server_id="fenrir-" + x, status="online", ip="172.31.251.%d" % i, image=image,
+                  image_id="sha256:" + image[-1] * 64)
+             for i, (x, image) in enumerate([("a", "knarr:1"), ("b", "knarr:2"), ("c", "knarr:2")], 10)]
+    nodes.append(dict(label="d", server_id="fenrir-d", status="online", ip="172.31.251.20"))
+    containers = [dict(drift.container_view(listed("fenrir-" + n["label"], ip=n["ip"]), NET),
+                       labels={}) for n in nodes]
+    entries = drift.compare(nodes, containers, "/tmp/fleet.db")
+    assert [e["image"] for e in entries] == ["knarr:1", "knarr:2", "knarr:2", None]
+    assert drift.image_counts(entries) == {"-": 1, "knarr:1": 1, "knarr:2": 2}

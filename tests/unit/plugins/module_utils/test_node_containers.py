@@ -919,3 +919,102 @@ def test_a_node_db_too_large_to_carry_is_refused_before_the_node_is_stopped():
     rec.run([work])
     assert work.failed and "more than the %d the collection reads" % cf.MAX_NODE_DB_BYTES in work.reason
     assert not [c for c in api.calls if c[0] in ("stop", "remove_container", "create_container")]
+
+
+# --------------------------------------------------------------------------- rolling upgrades (rolling_upgrade.py)
+
+class NamedApi:
+    """Containers by name (inspect answers), recording rename/stop/start/remove; for the upgrade paths that only move
+    containers around."""
+
+    def __init__(self, containers, images=None):
+        self.containers = dict(containers)
+        self.images = images or {"knarr-cluster-node:latest": IMAGE_ID}
+        self.calls = []
+
+    def inspect_image(self, image):
+        if image not in self.images:
+            raise NotFound("no such image")
+        return {"Id": self.images[image]}
+
+    def inspect_container(self, name):
+        if name not in self.containers:
+            raise NotFound("no such container")
+        return self.containers[name]
+
+    def rename(self, name, new):
+        self.calls.append(("rename", name, new))
+        info = self.containers.pop(name)
+        self.containers[new] = dict(info, Name="/" + new)
+
+    def remove_container(self, name, force=False, v=False):
+        self.calls.append(("remove_container", name))
+        if name not in self.containers:
+            raise NotFound("no such container")
+        del self.containers[name]
+
+    def start(self, name):
+        self.calls.append(("start", name))
+        self.containers[name] = dict(self.containers[name], State={"Status": "running"})
+
+    def stop(self, name, timeout=None):
+        self.calls.append(("stop", name))
+
+
+def test_plan_recreate_names_the_image_a_node_runs_and_the_one_it_gets():
+    work = make_work()
+    old_id = "sha256:" + "0f" * 32
+    api = NamedApi({work.name: inspect_of(work, image_id=old_id)})
+    rec = nc.Reconciler(SimpleNamespace(api=api))
+    assert rec.prepare([work]) == [work]
+    assert work.upgrade["from_image_id"] == old_id and work.upgrade["to_image_id"] == IMAGE_ID
+    assert work.upgrade["reasons"] == ["image_id %s -> %s" % (old_id, IMAGE_ID)]
+    assert work.running_image == ("knarr-cluster-node:latest", old_id)  # what a node held back keeps running
+    tagged = make_work(label="tagged", image="knarr-cluster-node:second-tag")  # the same image id, another name
+    made = inspect_of(tagged, labels=make_work(label="tagged").labels)  # made for knarr-cluster-node:latest
+    made["Config"] = dict(made["Config"], Image="knarr-cluster-node:latest")
+    api = NamedApi({tagged.name: made}, images={"knarr-cluster-node:second-tag": IMAGE_ID})
+    assert nc.Reconciler(SimpleNamespace(api=api)).prepare([tagged]) == [tagged]
+    assert tagged.upgrade["reasons"] == ["image knarr-cluster-node:latest -> knarr-cluster-node:second-tag",
+                                         "label fenrir.fleet.spec"]
+    same, new = make_work(label="same"), make_work(label="new")
+    api = NamedApi({same.name: inspect_of(same)})
+    assert nc.Reconciler(SimpleNamespace(api=api)).prepare([same, new]) == []  # unchanged and new: no batch
+    assert api.calls == []
+
+
+def test_a_container_kept_aside_by_a_killed_run_gets_its_name_back_and_a_half_made_successor_goes():
+    work = make_work()
+    kept = dict(inspect_of(work, state="exited"), Name="/" + nc.previous_name(work.name), Id="old")
+    half = dict(inspect_of(work, state="created"), Id="half")
+    api = NamedApi({nc.previous_name(work.name): kept, work.name: half})
+    nc.Reconciler(SimpleNamespace(api=api))._recover_interrupted(work)
+    assert api.calls == [("remove_container", work.name), ("rename", nc.previous_name(work.name), work.name)]
+    assert api.containers[work.name]["Id"] == "old" and not work.failed
+    assert work.actions == ["restore %s kept by an interrupted run" % nc.previous_name(work.name)]
+
+
+def test_a_kept_container_of_another_registry_is_left_alone():
+    work = make_work()
+    labels = dict(work.labels, **{nc.LABEL_PREFIX + "registry": "/elsewhere/fleet.db"})
+    kept = dict(inspect_of(work, labels=labels), Name="/" + nc.previous_name(work.name))
+    api = NamedApi({nc.previous_name(work.name): kept})
+    nc.Reconciler(SimpleNamespace(api=api))._recover_interrupted(work)
+    assert api.calls == [] and work.actions == []
+
+
+def test_a_failed_batch_node_gets_its_previous_container_back():
+    work = make_work()
+    work.upgrade = dict(reasons=["image_id a -> b"], from_image="knarr:1", from_image_id="sha256:a",
+                        to_image="knarr-cluster-node:latest", to_image_id=IMAGE_ID)
+    work.previous = nc.previous_name(work.name)
+    work.failed, work.reason = True, "node alpha (fenrir-alpha) is not alive: timed out"
+    old = dict(inspect_of(work, state="exited", image_id="sha256:a"), Name="/" + work.previous, Id="old")
+    old["Config"] = dict(old["Config"], Image="knarr:1")
+    api = NamedApi({work.previous: old, work.name: inspect_of(work, state="running")})
+    rec = nc.Reconciler(SimpleNamespace(api=api), wait=False)
+    rec.roll_back(work)
+    kept = nc.previous_name(work.name)
+    assert api.calls == [("remove_container", work.name), ("rename", kept, work.name), ("start", work.name)]
+    assert work.rolled_back and work.previous is None and work.container_id == "old"
+    assert work.running_image == ("knarr:1", "sha256:a") and work.upgrade_answer.endswith("timed out")
