@@ -5,23 +5,46 @@ create with --ip and limits, the three files copied in, no labels): provision.ym
 keeps the node's address and identity, and brings the container under management without losing
 what the node wrote to its node.db.
 """
+import io
+import sqlite3
+import tarfile
 import time
 
 from conftest import CLIENT, ORIGINAL_IP as IP, original_node, original_registry
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
 
 
-def test_an_original_fleet_is_adopted_without_losing_the_nodes_identity(fleet):
+def _write_ledger(container_id, tmp_path):
+    bits, dummy = CLIENT.api.get_archive(container_id, "/opt/knarr/node.db")
+    with tarfile.open(fileobj=io.BytesIO(b"".join(bits))) as tar:
+        member = tar.getmembers()[0]
+        data = tar.extractfile(member).read()
+    path = tmp_path / "node.db"
+    path.write_bytes(data)
+    db = sqlite3.connect(str(path))
+    db.execute("CREATE TABLE ledger (entry TEXT)")
+    db.execute("INSERT INTO ledger VALUES ('e1')")
+    db.commit()
+    db.close()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("node.db")
+        info.size, info.mode, info.uid, info.gid = path.stat().st_size, member.mode, member.uid, member.gid
+        tar.addfile(info, io.BytesIO(path.read_bytes()))
+    assert CLIENT.api.put_archive(container_id, "/opt/knarr", buf.getvalue())
+
+
+def test_an_original_fleet_is_adopted_without_losing_the_nodes_identity(fleet, tmp_path):
     seed = ident.new_seed()
     node_id = ident.node_id_from_seed(seed)
     original_registry(fleet.registry, "INSERT INTO fleet_nodes VALUES ('it-o', 'fenrir-it-o', 'docker', 'lab', ?, ?, "
                       "'PLAINKEY-x1', 'PLAINSEED-x1', 'n1', 'online', ?, ?, ?)",
                       (IP, node_id, time.time(), time.time(), time.time()))
     old_id = original_node(seed)
-    write = ("import sqlite3; c = sqlite3.connect('/opt/knarr/node.db'); "
-             "c.execute('CREATE TABLE ledger (entry TEXT)'); c.execute(\"INSERT INTO ledger VALUES ('e1')\"); c.commit()")
-    # The node's own data in its node.db; as root, who owns the files the original skill's `docker cp` put in.
-    assert CLIENT.containers.get(old_id).exec_run(["python3", "-c", write], user="root").exit_code == 0
+    # The node's own data in its node.db (root's, 0600, as the original skill's `docker cp` left it). Written
+    # through the container's archive, not `docker exec`: a node that cannot read its node.db restarts, and an
+    # exec in a restarting container is killed.
+    _write_ledger(old_id, tmp_path)
 
     fleet.set_hosts({"it-o": {"knarr_node_location": "lab"}, "it-n": {}})
     before = fleet.snapshot()
