@@ -15,7 +15,7 @@ what it says.
 During each, a poller probes every node with the signed echo (the registry's provisioner identity), round after
 round, and the fewest nodes answering in one round is printed beside the time: the price of availability. After
 each, every node is checked (not timed): online, on the wanted image, its node id unchanged. Then the fleet is
-decommissioned. Its own network (fenrir-upbench, 172.26.0.0/24) and labels (ub*): nothing else on the engine is
+decommissioned. Its own network (fenrir-ubench, 172.29.0.0/24) and labels (ub*): nothing else on the engine is
 touched. No timed assertion: the numbers are printed, and written to bench/results/upgrade.json.
 """
 
@@ -48,9 +48,9 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_wire import Ide
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NODE_OPTIONS  # noqa: E402
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Registry  # noqa: E402
 
-NETWORK = "fenrir-upbench"
-SUBNET = "172.26.0.0/24"
-GATEWAY = "172.26.0.1"
+NETWORK = "fenrir-ubench"
+SUBNET = "172.29.0.0/24"
+GATEWAY = "172.29.0.1"
 PREFIX = "ub"
 REFERENCE = NODE_OPTIONS["image"]["default"]
 VARIANT = "knarr-cluster-node:bench-variant"
@@ -101,7 +101,7 @@ class BenchFleet:
         (self.inventory / "group_vars").mkdir(parents=True)
         (self.inventory / "group_vars" / "all.yml").write_text(
             "---\nknarr_node_registry: %s\nknarr_node_network: %s\nknarr_node_subnet: %s\nknarr_node_gateway: %s\n"
-            "knarr_node_pool_start: 172.26.0.10\nknarr_node_pool_end: 172.26.0.249\n"
+            "knarr_node_pool_start: 172.29.0.10\nknarr_node_pool_end: 172.29.0.249\n"
             "knarr_node_provisioner_endpoint: %s:9040\nknarr_node_boot_timeout: 60\n"
             % (json.dumps(self.registry), NETWORK, SUBNET, GATEWAY, GATEWAY))
         self.labels = ["%s%03d" % (PREFIX, i + 1) for i in range(nodes)]
@@ -186,7 +186,7 @@ def main(argv=None):
                         tag=VARIANT, rm=True, pull=False)
     cleanup(client)
     out = dict(nodes=args.nodes, batch=args.batch)
-    with tempfile.TemporaryDirectory(prefix="fenrir-upbench-") as work:
+    with tempfile.TemporaryDirectory(prefix="fenrir-ubench-") as work:
         fleet = BenchFleet(work, args.nodes)
         try:
             fleet.hosts(REFERENCE)

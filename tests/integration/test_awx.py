@@ -8,7 +8,7 @@ data directory laid out as AWX lays it out (tests/awx_emulation.py), the registr
   read from its playbook_on_stats event and merged into the next stage's extra vars as AWX merges them;
 * no node seed, registry key, database password, cockpit token or TLS key in any file ansible-runner wrote.
 
-Network fenrir-awxtest (172.26.0.0/24), labels awx-*; a PostgreSQL database of its own (scripts/ensure-postgres).
+Network fenrir-awxtest (172.28.0.0/24), labels awx-*; a PostgreSQL database of its own (scripts/ensure-postgres).
 """
 import base64
 import io
@@ -91,9 +91,9 @@ def awx_site(tmp_path_factory, pg_dsn):
 def _inventory(nodes):
     """The AWX inventory of the jobs (as its script): the fleet settings for the test network on all, localhost
     for the pipeline stages, the nodes in knarr_nodes."""
-    fleet = dict(knarr_node_network=NETWORK, knarr_node_subnet="172.26.0.0/24", knarr_node_gateway="172.26.0.1",
-                 knarr_node_pool_start="172.26.0.10", knarr_node_pool_end="172.26.0.249",
-                 knarr_node_provisioner_endpoint="172.26.0.1:9040", knarr_node_boot_timeout=30,
+    fleet = dict(knarr_node_network=NETWORK, knarr_node_subnet="172.28.0.0/24", knarr_node_gateway="172.28.0.1",
+                 knarr_node_pool_start="172.28.0.10", knarr_node_pool_end="172.28.0.249",
+                 knarr_node_provisioner_endpoint="172.28.0.1:9040", knarr_node_boot_timeout=30,
                  ansible_connection="local", ansible_python_interpreter=sys.executable)
     hostvars = {"localhost": {}}
     hostvars.update({"fenrir-%s" % label: dict(hv, knarr_node_label=label) for label, hv in nodes.items()})
@@ -181,14 +181,14 @@ def test_provision_job_template_runs_as_awx_runs_it(awx_site):
     # Each node's cockpit token is its own, made by the collection and kept encrypted in the registry.
     nodes = {"awx-a": dict(knarr_node_location="eu-north"),
              # An identity given in the inventory (the role's knarr_node_db_b64): a secret in a host's settings.
-             "awx-b": dict(knarr_node_location="eu-west", knarr_node_ip="172.26.0.100", knarr_node_db_b64=GIVEN_DB)}
+             "awx-b": dict(knarr_node_location="eu-west", knarr_node_ip="172.28.0.100", knarr_node_db_b64=GIVEN_DB)}
     inventory = _inventory(nodes)
     first = _launch(site, "fenrir.fleet provision", inventory, verbosity=1, diff_mode=True)
     assert first.rc == 0, first.failure()
     results = first.task_results("Result of every node")[0]["knarr_node_results"]
     assert "knarr.toml" in first.stdout() and "auth_token" in first.stdout()  # the diff was shown, and masked
-    assert results == {"awx-a": dict(status="ok", ip="172.26.0.10", server_id="fenrir-awx-a", provider="docker"),
-                       "awx-b": dict(status="ok", ip="172.26.0.100", server_id="fenrir-awx-b", provider="docker")}
+    assert results == {"awx-a": dict(status="ok", ip="172.28.0.10", server_id="fenrir-awx-a", provider="docker"),
+                       "awx-b": dict(status="ok", ip="172.28.0.100", server_id="fenrir-awx-b", provider="docker")}
     # The collection ran from requirements_collections (the installed tarball), found through AWX's paths.
     command = json.load(open(os.path.join(first.artifact_dir, "command")))
     assert command["env"]["ANSIBLE_COLLECTIONS_PATHS"].startswith(os.path.join(first.dir, "requirements_collections"))
@@ -221,7 +221,7 @@ def test_provision_job_template_runs_as_awx_runs_it(awx_site):
     assert listed.returncode == 0, listed.stderr
     hostvars = json.loads(listed.stdout)["_meta"]["hostvars"]
     assert "awx-b" in hostvars, listed.stderr + listed.stdout
-    assert _plain(hostvars["awx-b"]["ansible_host"]) == "172.26.0.100"
+    assert _plain(hostvars["awx-b"]["ansible_host"]) == "172.28.0.100"
     assert _plain(hostvars["awx-a"]["fleet_status"]) == "online"
     kept = json.dumps(awx.safe_env(env))  # the job environment AWX stores: paths and the DSN, no secret
     assert site["password"] not in kept and site["key"] not in kept and site["dsn"] in kept
@@ -241,7 +241,7 @@ def test_workflow_passes_artifacts_as_awx_does(awx_site):
     site = awx_site
     workflow = site["workflow"]
     survey = _load(workflow["survey"])
-    answers = dict(fenrir_label="awx-w", fenrir_location="lab", fenrir_ip="172.26.0.77", fenrir_dry_run="false")
+    answers = dict(fenrir_label="awx-w", fenrir_location="lab", fenrir_ip="172.28.0.77", fenrir_dry_run="false")
     assert awx.survey_spec_errors(survey) == []
     workflow_vars = awx.launch_extra_vars(workflow, survey, answers)
     assert awx.launch_errors(survey, workflow_vars) == []
@@ -258,11 +258,11 @@ def test_workflow_passes_artifacts_as_awx_does(awx_site):
     prepared, setup, booted, registered = jobs
     payload = json.loads(prepared.artifacts()["payload_json"])
     assert set(payload) == {"label", "location", "nonce", "node_id", "provisioner_node_id", "ip"}
-    assert payload["label"] == "awx-w" and payload["ip"] == "172.26.0.77"
+    assert payload["label"] == "awx-w" and payload["ip"] == "172.28.0.77"
     # Each stage got its parents' artifacts as extra vars (payload_json reached register-fleet through two stages).
     assert json.loads(registered.extra_vars["payload_json"]) == payload
     assert setup.extra_vars["fenrir_dry_run"] == "false"  # the workflow's answer over the template's default
-    contract = dict(status="ok", ip="172.26.0.77", server_id="fenrir-awx-w", provider="docker")
+    contract = dict(status="ok", ip="172.28.0.77", server_id="fenrir-awx-w", provider="docker")
     assert setup.artifacts()["fenrir_result"] == contract
     assert booted.artifacts()["fenrir_result"] == contract
     assert registered.artifacts()["fenrir_result"] == contract
