@@ -4,7 +4,8 @@ One module-scoped pair of stand-in hosts (scripts/standin-hosts: systemd + docke
 fenrir-fh-a/b at 172.30.0.31/32 on fenrir-hosts-test, first prepared by the docker_host role (playbooks/docker_hosts.yml:
 TLS endpoints, and their records in the test's registry); local nodes on the test's own network fenrir-htest
 (172.25.0.0/24), labels ht-*. The tests build on each other, in file order: placement by name and capacity (with
-host-network nodes), cross-host echo, status, a move, prune, expansion, a host stopped mid-run, decommission per
+host-network nodes), cross-host echo, status, a move, prune, expansion, a rolling upgrade over every engine, a host
+stopped mid-run, decommission per
 host and of the whole fleet, and of a Docker host. Everything is checked from outside the collection: the hosts'
 own docker CLI (docker exec into the stand-in), the registry file, knarr's protocol.
 
@@ -361,6 +362,49 @@ def test_expansion_on_a_second_host_costs_what_the_new_nodes_cost(fleet):
                 c["State"]["StartedAt"], label
     assert set(now[B]) - set(seen[B]) == {"ht-b2", "ht-b3"}
     FLEET.update({"ht-b2": {"knarr_node_docker_host": B}, "ht-b3": {"knarr_node_docker_host": B}})
+
+
+VARIANT = "knarr-cluster-node:ht-variant"
+
+
+def test_a_new_image_rolls_over_every_host_in_batches(fleet):
+    """Rolling upgrade across hosts: every batch takes a node of each engine in turn, each batch proven before the
+    next; the variant is copied to both hosts; identities stay; host-network nodes keep their ports."""
+    import io
+    CLIENT.images.build(fileobj=io.BytesIO(b"FROM knarr-cluster-node:latest\nLABEL fenrir.test.variant=ht\n"),
+                        tag=VARIANT, rm=True, pull=False)
+    variant_id = CLIENT.images.get(VARIANT).id
+    before = fleet.rows()
+    upgraded = {label: dict(hv, knarr_node_image=VARIANT) for label, hv in FLEET.items()}
+    fleet.set_nodes(upgraded)
+    result = fleet.play("provision.yml", "-e", '{"knarr_node_upgrade_batch": 3}', name="rolling upgrade over hosts")
+    assert set(result.task_result("holds the node images")["copied"]) == {A, B}
+    report = result.task_result("made and started")["upgrade"]
+    labels = sorted(FLEET)
+    assert report["failed_batch"] is None and sorted(report["upgraded"]) == labels, report
+    assert report["batch_size"] == 3 and report["batches"] == -(-len(labels) // 3), report
+    batches = {}
+    for entry in report["plan"]:
+        batches.setdefault(entry["batch"], []).append(entry)
+        assert (entry["from_image"], entry["to_image"]) == ("knarr-cluster-node:latest", VARIANT), entry
+    # One node of each engine in turn: the first batch spans the local engine and both hosts.
+    assert len({e["docker_host"] for e in batches[1]}) == 3, batches[1]
+    after = fleet.rows()
+    for label in labels:
+        row = after[label]
+        assert row["status"] == "online" and row["node_id"] == before[label]["node_id"], row
+        assert (row["image"], row["image_id"]) == (VARIANT, variant_id), row
+        assert row["port"] == before[label]["port"] and row["docker_host"] == before[label]["docker_host"], row
+    for host in (A, B):
+        for label, c in host_containers(host).items():
+            assert c["Image"] == variant_id, (host, label)
+    assert all(c["Image"] == variant_id for c in local_containers().values())
+    for label in ("ht-a1", "ht-h1"):
+        row = after[label]
+        assert echo(HOSTS[A], row["port"], row["node_id"]) == ("completed", "hello"), label
+    assert fleet.play("provision.yml", name="re-run after the rolling upgrade").changed() == 0
+    FLEET.clear()
+    FLEET.update(upgraded)
 
 
 def test_a_host_stopped_mid_run_fails_only_its_own_nodes(fleet):

@@ -2,7 +2,7 @@
 nodes answering the signed echo, an upgrade to an image that never answers rolled back with every identity intact,
 a run killed (SIGKILL) in the middle of a batch then converging, and the plan of check mode.
 
-The fleet lives apart from the other integration tests: network fenrir-uptest (172.25.0.0/24), labels up-*. The
+The fleet lives apart from the other integration tests: network fenrir-uptest (172.20.0.0/24), labels up-*. The
 images are local: a variant of the reference image (a label added) and a broken one (it only sleeps), built from it
 without pulling anything.
 """
@@ -21,7 +21,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NODE
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry import Registry
 
 NETWORK = "fenrir-uptest"
-SUBNET = "172.25.0.0/24"
+SUBNET = "172.20.0.0/24"
 PREFIX = "up-"
 REFERENCE = NODE_OPTIONS["image"]["default"]  # scripts/ensure-node-image
 VARIANT = "knarr-cluster-node:up-variant"
