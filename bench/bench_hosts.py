@@ -27,20 +27,14 @@ import os
 import re
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-VENV_PY = REPO / ".venv" / "bin" / "python"
-if VENV_PY.exists() and Path(sys.prefix).resolve() != (REPO / ".venv").resolve() \
-        and not os.environ.get("FENRIR_BENCH_NO_REEXEC"):
-    os.environ["FENRIR_BENCH_NO_REEXEC"] = "1"
-    os.execv(str(VENV_PY), [str(VENV_PY), str(Path(__file__).resolve())] + sys.argv[1:])
+import benchenv  # noqa: E402  (bench/, beside this script)
 
-sys.path.insert(0, str(REPO / "collections"))
+REPO = benchenv.use_project_venv(__file__)
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident  # noqa: E402
 from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_config as kc  # noqa: E402

@@ -33,13 +33,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-VENV_PY = REPO / ".venv" / "bin" / "python"
-if VENV_PY.exists() and Path(sys.prefix).resolve() != (REPO / ".venv").resolve() \
-        and not os.environ.get("FENRIR_BENCH_NO_REEXEC"):
-    os.environ["FENRIR_BENCH_NO_REEXEC"] = "1"
-    os.execv(str(VENV_PY), [str(VENV_PY)] + sys.argv)
-sys.path.insert(0, str(REPO / "collections"))
+import benchenv  # noqa: E402  (bench/, beside this script)
+
+REPO = benchenv.use_project_venv(__file__)
 
 import docker  # noqa: E402  pylint: disable=wrong-import-position
 

@@ -42,16 +42,9 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-VENV_PY = REPO / ".venv" / "bin" / "python"
+import benchenv  # noqa: E402  (bench/, beside this script)
 
-# Re-run under the project's venv (docker SDK, tomli_w, ansible-core) when started with another Python.
-if VENV_PY.exists() and Path(sys.prefix).resolve() != (REPO / ".venv").resolve() \
-        and not os.environ.get("FENRIR_BENCH_NO_REEXEC"):
-    os.environ["FENRIR_BENCH_NO_REEXEC"] = "1"
-    os.execv(str(VENV_PY), [str(VENV_PY), str(Path(__file__).resolve())] + sys.argv[1:])
-
-sys.path.insert(0, str(REPO / "collections"))
+REPO = benchenv.use_project_venv(__file__)
 
 import yaml  # noqa: E402  (from ansible-core's dependencies)
 

@@ -18,6 +18,7 @@ Every module that talks to a Docker engine extends :data:`DOCKER_COMMON_ARGS` (d
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import traceback
@@ -25,12 +26,13 @@ from urllib.parse import urlparse
 
 from ansible.module_utils.basic import env_fallback
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
+from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, ModuleFailure
 
 # The SDK's exceptions are the ones every Docker-facing module catches; importing them from here keeps modules
 # importable (and their errors clear) without the SDK.
 __all__ = ("APIError", "DOCKER_COMMON_ARGS", "DockerException", "DockerOptionsError", "HAS_DOCKER", "NotFound",
-           "connection_params", "docker_argument_spec", "make_client", "require_docker", "run_with_engine")
+           "connection_params", "docker_argument_spec", "engine_failures", "make_client", "require_docker",
+           "run_with_engine")
 
 try:
     import docker
@@ -233,19 +235,26 @@ def make_client(params, max_pool_size=16, conn=None):
                               "TLS: ca_path, client_cert/client_key, tls_hostname): %s" % (base_url, exc))
 
 
+@contextlib.contextmanager
+def engine_failures():
+    """Around a module's work: a refusal (FleetError) or an engine error becomes a ModuleFailure with a clear
+    message, never a traceback."""
+    try:
+        yield
+    except FleetError as exc:
+        raise ModuleFailure(str(exc), getattr(exc, "result", None))
+    except DockerException as exc:
+        raise ModuleFailure("Docker engine error: %s" % exc)
+
+
 def run_with_engine(params, work, max_pool_size=16, diff=True):
     """What a Docker-facing module's ``run()`` does around its work: resolve the connection options, make the
     client, call ``work(client)`` for the result; a refusal (FleetError) or an engine error becomes a
     ModuleFailure with a clear message, the options' warnings are added to the result, and without ``diff`` the
     result carries none."""
-    from ansible_collections.fenrir.fleet.plugins.module_utils.errors import ModuleFailure
-    try:
+    with engine_failures():
         conn = connection_params(params)
         result = work(make_client(params, max_pool_size=max_pool_size, conn=conn))
-    except FleetError as exc:
-        raise ModuleFailure(str(exc), getattr(exc, "result", None))
-    except DockerException as exc:
-        raise ModuleFailure("Docker engine error: %s" % exc)
     if not diff:
         result.pop("diff", None)
     if conn["warnings"]:

@@ -9,16 +9,18 @@ engine of the module's own connection options.  An entry with a ``problem`` (a h
 proven) is not dialled: its nodes fail with that problem.
 
 :func:`connect_engines` connects to all of them at once; an engine that cannot be reached is a reason for *its*
-nodes to fail, never the others'.  :func:`per_engine` runs one function per engine on threads.
+nodes to fail, never the others'.  :func:`per_engine` runs one function per engine on threads;
+:func:`on_each_engine` does one piece of work on every engine, each with a client of its own.
 """
 
 from __future__ import annotations
 
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
-from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import DockerException, make_client
+from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import APIError, DockerException, make_client
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import LOCAL_ENGINE
 
@@ -127,6 +129,42 @@ def per_engine(engines, fn):
         return [fn(engines[0])]
     with ThreadPoolExecutor(max_workers=len(engines)) as pool:
         return list(pool.map(fn, engines))
+
+
+def on_each_engine(params, engines, work, skip=None):
+    """``work(engine, client)`` on every engine at once, each with a client of its own (closed afterwards):
+    ``({name: result}, {name: reason})``.  An engine in ``skip`` ({name: reason}: it failed an earlier step) is not
+    dialled; one that cannot be reached, refuses (FleetError) or whose engine errs gets a reason naming the Docker
+    host, and never fails the others."""
+    failed = {name: host_reason(name, reason) for name, reason in (skip or {}).items()}
+    results = {}
+    lock = threading.Lock()
+
+    def one(engine):
+        name = engine["name"]
+        if name in failed:
+            return
+        try:
+            client = connect(params, engine)
+        except FleetError as exc:
+            with lock:
+                failed[name] = str(exc)
+            return
+        try:
+            got = work(engine, client)
+            with lock:
+                results[name] = got
+        except FleetError as exc:
+            with lock:
+                failed[name] = host_reason(name, exc.message)
+        except (APIError, DockerException, OSError) as exc:
+            with lock:
+                failed[name] = host_reason(name, describe(exc))
+        finally:
+            client.close()
+
+    per_engine(engines, one)
+    return results, failed
 
 
 def close_all(clients):

@@ -11,10 +11,10 @@ from __future__ import annotations
 import ipaddress
 
 from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
-    APIError, DockerException, NotFound, docker_argument_spec, run_with_engine)
+    APIError, NotFound, docker_argument_spec, run_with_engine)
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError
 from ansible_collections.fenrir.fleet.plugins.module_utils.fleet_hosts import (
-    connect, describe, engines_argument_spec, host_reason, is_local, per_engine)
+    engines_argument_spec, is_local, on_each_engine)
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NETWORK_OPTION
 from ansible_collections.fenrir.fleet.plugins.module_utils.registry_options import pool_argument_spec
 
@@ -153,40 +153,16 @@ def on_engines(params, check_mode):
     """The network on every engine of ``engines``, all at once, each with its own subnet (a Docker host's /24 from
     the registry; the local engine's from ``subnet``/``gateway``).  An engine that cannot be reached or refuses is
     reported in ``failed_engines``, never fails the others."""
-    import threading
-    lock = threading.Lock()
-    failed = {name: host_reason(name, reason) for name, reason in (params.get("failed_engines") or {}).items()}
-    networks, before, after = {}, {}, {}
-
-    def one(engine):
-        name = engine["name"]
-        if name in failed:
-            return
+    def one(engine, client):
         wanted = dict(params) if is_local(engine) else dict(params, subnet=engine.get("subnet"),
                                                             gateway=engine.get("gateway"))
-        try:
-            client = connect(params, engine)
-        except FleetError as exc:
-            with lock:
-                failed[name] = str(exc)
-            return
-        try:
-            got = ensure_network(client.api, wanted, check_mode)
-            with lock:
-                networks[name] = got["network"]
-                if got["changed"]:
-                    before[name], after[name] = got["diff"]["before"], got["diff"]["after"]
-        except FleetError as exc:
-            with lock:
-                failed[name] = host_reason(name, str(exc))
-        except (APIError, DockerException, NotFound, OSError) as exc:
-            with lock:
-                failed[name] = host_reason(name, describe(exc))
-        finally:
-            client.close()
+        return ensure_network(client.api, wanted, check_mode)
 
-    per_engine(params["engines"], one)
-    return dict(changed=bool(after), networks=networks, failed_engines=failed, diff=dict(before=before, after=after))
+    got, failed = on_each_engine(params, params["engines"], one, skip=params.get("failed_engines"))
+    changed = {name: g for name, g in got.items() if g["changed"]}
+    return dict(changed=bool(changed), networks={name: g["network"] for name, g in got.items()},
+                failed_engines=failed, diff=dict(before={name: g["diff"]["before"] for name, g in changed.items()},
+                                                 after={name: g["diff"]["after"] for name, g in changed.items()}))
 
 
 def run(params, check_mode=False, diff=False):

@@ -22,7 +22,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import 
     APIError, DockerException, NotFound, docker_argument_spec, make_client, run_with_engine)
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, ModuleFailure
 from ansible_collections.fenrir.fleet.plugins.module_utils.fleet_hosts import (
-    close_all, connect, describe, engines_argument_spec, host_reason, is_local, per_engine)
+    close_all, describe, engines_argument_spec, is_local, on_each_engine)
 
 NAME = "knarr_image"
 REQUIREMENTS = ("docker",)
@@ -107,9 +107,7 @@ def copy_to_engines(params, check_mode):
     """Every engine holds the image IDs its nodes need; missing ones are copied from the source."""
     images = params["images"]
     engines = list(params["engines"])
-    failed = {name: host_reason(name, reason) for name, reason in (params.get("failed_engines") or {}).items()}
     lock = threading.Lock()
-    result = dict(engines={}, copied={})
     source = dict(ids=None, client=None, problem=None)
 
     def source_ids():
@@ -126,67 +124,47 @@ def copy_to_engines(params, check_mode):
                     source["problem"] = "the image source cannot be read: %s" % describe(exc)
             return source["ids"]
 
-    def one(engine):
-        name = engine["name"]
-        if name in failed:
-            return
-        try:
-            client = connect(params, engine)
-        except FleetError as exc:
-            with lock:
-                failed[name] = str(exc)
-            return
-        try:
-            have = image_ids(client.api, _need(params, engine))
-            copied = []
-            for image, image_id in sorted(have.items()):
-                if is_local(engine) and params["source"] == "engine":
-                    if image_id is None:
-                        raise FleetError("image %s is not present on the controller's engine; build it "
-                                         "(scripts/ensure-node-image) -- nothing is ever pulled" % image)
-                    continue
-                want = (source_ids() or {}).get(image)
-                if want is None:
-                    where = params["archive"] if params["source"] == "archive" else "the controller's engine"
-                    raise FleetError("image %s lacks here and cannot be copied: %s"
-                                     % (image, source["problem"] or "it is not in %s" % where))
-                if image_id == want:
-                    continue
-                copied.append(image)
-                if check_mode:
-                    have[image] = want
-                    continue
-                if params["source"] == "archive":
-                    chunks = _file_chunks(params["archive"])
-                else:
-                    chunks = source["client"].api.get_image(image, chunk_size=CHUNK)
-                try:
-                    load_stream(client.api, chunks)
-                except FleetError as exc:
-                    raise FleetError("cannot load image %s: %s" % (image, exc.message))
-                have[image] = image_ids(client.api, [image])[image]
-                if have[image] != want:
-                    raise FleetError("loaded image %s, but it has the ID %s, not %s" % (image, have[image], want))
-            with lock:
-                result["engines"][name] = have
-                if copied:
-                    result["copied"][name] = copied
-        except FleetError as exc:
-            with lock:
-                failed[name] = host_reason(name, exc.message)
-        except (APIError, DockerException, OSError) as exc:
-            with lock:
-                failed[name] = host_reason(name, describe(exc))
-        finally:
-            client.close()
+    def one(engine, client):
+        have = image_ids(client.api, _need(params, engine))
+        copied = []
+        for image, image_id in sorted(have.items()):
+            if is_local(engine) and params["source"] == "engine":
+                if image_id is None:
+                    raise FleetError("image %s is not present on the controller's engine; build it "
+                                     "(scripts/ensure-node-image) -- nothing is ever pulled" % image)
+                continue
+            want = (source_ids() or {}).get(image)
+            if want is None:
+                where = params["archive"] if params["source"] == "archive" else "the controller's engine"
+                raise FleetError("image %s lacks here and cannot be copied: %s"
+                                 % (image, source["problem"] or "it is not in %s" % where))
+            if image_id == want:
+                continue
+            copied.append(image)
+            if check_mode:
+                have[image] = want
+                continue
+            if params["source"] == "archive":
+                chunks = _file_chunks(params["archive"])
+            else:
+                chunks = source["client"].api.get_image(image, chunk_size=CHUNK)
+            try:
+                load_stream(client.api, chunks)
+            except FleetError as exc:
+                raise FleetError("cannot load image %s: %s" % (image, exc.message))
+            have[image] = image_ids(client.api, [image])[image]
+            if have[image] != want:
+                raise FleetError("loaded image %s, but it has the ID %s, not %s" % (image, have[image], want))
+        return have, copied
 
     try:
-        per_engine(engines, one)
+        done, failed = on_each_engine(params, engines, one, skip=params.get("failed_engines"))
     finally:
         if source["client"] is not None:
             close_all(dict(source=source["client"]))
-    result.update(changed=bool(result["copied"]), failed_engines=failed)
-    return result
+    copied = {name: got[1] for name, got in done.items() if got[1]}
+    return dict(changed=bool(copied), engines={name: got[0] for name, got in done.items()}, copied=copied,
+                failed_engines=failed)
 
 
 def run(params, check_mode=False, diff=False):

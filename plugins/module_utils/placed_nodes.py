@@ -27,7 +27,8 @@ import threading
 from ansible_collections.fenrir.fleet.plugins.module_utils import checkpoints
 from ansible_collections.fenrir.fleet.plugins.module_utils import identity as ident
 from ansible_collections.fenrir.fleet.plugins.module_utils import rolling_upgrade
-from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import APIError, DockerException, NotFound
+from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import (
+    APIError, DockerException, NotFound, engine_failures)
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import FleetError, ModuleFailure
 from ansible_collections.fenrir.fleet.plugins.module_utils.fleet_hosts import (
     close_all, connect_engines, describe, engine_name, host_reason, per_engine)
@@ -424,15 +425,11 @@ def remove_nodes(params, check_mode, diff):
 
 
 def run(params, check_mode=False, diff=False):
-    try:
+    with engine_failures():
         if params["state"] == "absent":
             result = remove_nodes(params, check_mode, diff)
         else:
             result = start_nodes(params, check_mode, diff)
-    except FleetError as exc:
-        raise ModuleFailure(str(exc), getattr(exc, "result", None))
-    except DockerException as exc:
-        raise ModuleFailure("Docker engine error: %s" % exc)
     if not diff:
         result.pop("diff", None)
     if result["failed_nodes"]:

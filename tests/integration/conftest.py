@@ -6,7 +6,6 @@ Whatever a test leaves behind (even when killed) is removed before and after it.
 """
 import hashlib
 import io
-import itertools
 import json
 import os
 import sqlite3
@@ -14,7 +13,6 @@ import subprocess
 import sys
 import tarfile
 import textwrap
-import uuid
 
 import pytest
 
@@ -77,6 +75,21 @@ def remove_leftovers(prefix=LABEL_PREFIX, network=NETWORK):
             pass
 
 
+def node_group_lines(nodes):
+    """The knarr_nodes group of a YAML inventory (under ``children:``): host-<label> for every node of ``nodes``
+    ({label: {var: value}}), on the controller's own connection."""
+    lines = ["    knarr_nodes:", "      vars:", "        ansible_connection: local",
+             "        ansible_python_interpreter: \"{{ ansible_playbook_python }}\"", "      hosts:"]
+    for label, hv in nodes.items():
+        lines.append("        host-%s:" % label)
+        lines.append("          knarr_node_label: %s" % json.dumps(label))
+        for k, v in hv.items():
+            lines.append("          %s: %s" % (k, json.dumps(v)))
+    if not nodes:
+        lines[-1] = "      hosts: {}"
+    return lines
+
+
 class Fleet:
     """A temporary inventory of knarr nodes on the itest network, and ways to run playbooks on it.
 
@@ -136,13 +149,7 @@ class Fleet:
         self.hosts = hosts
         lines = ["---", "all:", "  hosts:", "    localhost:", "      ansible_connection: local",
                  "      ansible_python_interpreter: \"{{ ansible_playbook_python }}\"",
-                 "  children:", "    knarr_nodes:", "      vars:", "        ansible_connection: local",
-                 "        ansible_python_interpreter: \"{{ ansible_playbook_python }}\"", "      hosts:"]
-        for label, hv in hosts.items():
-            lines.append("        host-%s:" % label)
-            lines.append("          knarr_node_label: %s" % json.dumps(label))
-            for k, v in hv.items():
-                lines.append("          %s: %s" % (k, json.dumps(v)))
+                 "  children:"] + node_group_lines(hosts)
         with open(os.path.join(self.inventory, "hosts.yml"), "w") as fh:
             fh.write("\n".join(lines) + "\n")
 
@@ -277,62 +284,7 @@ def module_fleet(tmp_path_factory):
 
 
 # --------------------------------------------------------------------------- PostgreSQL
-
-_schemas = itertools.count(1)
-
-
-def pg_server():
-    """The DSN of the private cluster of scripts/ensure-postgres (started when needed). Its password is in the
-    passfile the script names: PGPASSFILE goes into this process's environment, so every ansible-playbook
-    run gets it from there, never from a command line."""
-    if os.environ.get("FENRIR_SKIP_POSTGRES"):
-        pytest.skip("FENRIR_SKIP_POSTGRES is set")
-    if not os.environ.get("FENRIR_TEST_PG_DSN"):
-        out = subprocess.run([os.path.join(ROOT, "scripts", "ensure-postgres")], check=True, capture_output=True,
-                             text=True, timeout=900).stdout
-        for line in out.splitlines():
-            if line.startswith("export ") and "=" in line:
-                name, value = line[len("export "):].split("=", 1)
-                os.environ[name] = value
-    return os.environ["FENRIR_TEST_PG_DSN"]
-
-
-def _drop_leftover_databases(conn):
-    """Databases of integration runs whose process is gone (killed before it could drop its own)."""
-    for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'fenrir_itest_%'").fetchall():
-        name = row[0]
-        try:
-            pid = int(name.split("_")[2])
-        except (IndexError, ValueError):
-            continue
-        if not os.path.exists("/proc/%d" % pid):
-            conn.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
-
-
-@pytest.fixture(scope="session")
-def pg_database():
-    """A database of this test run on the private cluster, dropped afterwards: its DSN (no password in it)."""
-    import psycopg
-    server = pg_server()
-    name = "fenrir_itest_%d_%s" % (os.getpid(), uuid.uuid4().hex[:6])
-    with psycopg.connect(server, autocommit=True) as conn:
-        _drop_leftover_databases(conn)
-        conn.execute("CREATE DATABASE %s" % name)
-        conn.execute("ALTER DATABASE %s SET synchronous_commit = off" % name)  # a test run needs no durability
-    yield "%s/%s" % (server.rsplit("/", 1)[0], name)
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
-
-
-@pytest.fixture
-def pg_location(pg_database):
-    """A fresh PostgreSQL registry location: a schema of its own in the run's database."""
-    import psycopg
-    schema = "it%d_%s" % (next(_schemas), uuid.uuid4().hex[:6])
-    with psycopg.connect(pg_database, autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA %s" % schema)
-    return "%s?options=-csearch_path%%3D%s" % (pg_database, schema)
-
+# (pg_cluster, pg_database and pg_location are in tests/conftest.py)
 
 def apart_fleet(path, registry=None):
     """A fleet on the PostgreSQL tests' own network, subnet and labels (see PG_NETWORK)."""

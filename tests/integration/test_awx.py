@@ -44,23 +44,18 @@ def _load(*parts):
 
 
 @pytest.fixture(scope="module")
-def pg_dsn():
-    """A database of its own on the private cluster (scripts/ensure-postgres); dropped afterwards."""
-    out = subprocess.run([os.path.join(ROOT, "scripts", "ensure-postgres")], capture_output=True, text=True,
-                         check=False)
-    if out.returncode != 0:
-        pytest.fail("scripts/ensure-postgres failed: %s" % out.stderr[-2000:])
-    env = dict(line.split(" ", 1)[1].split("=", 1) for line in out.stdout.splitlines() if line.startswith("export "))
+def pg_dsn(pg_cluster):
+    """A database of its own on the private cluster (tests/conftest.py), dropped afterwards: its DSN and the
+    password (what an AWX credential would hold)."""
     import psycopg
     name = "fenrir_awx_%d" % os.getpid()
-    os.environ.setdefault("PGPASSFILE", env["PGPASSFILE"])
-    with open(env["PGPASSFILE"]) as fh:
+    with open(os.environ["PGPASSFILE"]) as fh:
         password = fh.read().strip().rsplit(":", 1)[1]
-    with psycopg.connect(env["FENRIR_TEST_PG_DSN"], autocommit=True) as conn:
+    with psycopg.connect(pg_cluster, autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS %s" % name)
         conn.execute("CREATE DATABASE %s" % name)
-    yield env["FENRIR_TEST_PG_DSN"].rsplit("/", 1)[0] + "/" + name, password
-    with psycopg.connect(env["FENRIR_TEST_PG_DSN"], autocommit=True) as conn:
+    yield pg_cluster.rsplit("/", 1)[0] + "/" + name, password
+    with psycopg.connect(pg_cluster, autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
 
 

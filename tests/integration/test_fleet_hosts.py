@@ -5,9 +5,8 @@ fenrir-fh-a/b at 172.30.0.31/32 on fenrir-hosts-test, first prepared by the dock
 TLS endpoints, and their records in the test's registry); local nodes on the test's own network fenrir-htest
 (172.25.0.0/24), labels ht-*. The tests build on each other, in file order: placement by name and capacity (with
 host-network nodes), cross-host echo, status, a move, prune, expansion, a rolling upgrade over every engine, a host
-stopped mid-run, decommission per
-host and of the whole fleet, and of a Docker host. Everything is checked from outside the collection: the hosts'
-own docker CLI (docker exec into the stand-in), the registry file, knarr's protocol.
+stopped mid-run, decommission per host and of the whole fleet, and of a Docker host. Everything is checked from
+outside the collection: the hosts' own docker CLI (docker exec into the stand-in), the registry file, knarr's protocol.
 
 Opt-in like test_docker_host.py (FENRIR_DOCKER_HOST_TESTS=1; make test sets it). Timings of every playbook run are
 printed at the end of the module (pytest -s) and written to bench/results/fleet_hosts_timings.json.
@@ -21,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import CLIENT, ROOT, VENV_BIN, remove_leftovers, run_playbook
+from conftest import CLIENT, ROOT, VENV_BIN, node_group_lines, remove_leftovers, run_playbook
 
 sys.path.insert(0, os.path.join(ROOT, "collections"))
 from ansible_collections.fenrir.fleet.plugins.module_utils import knarr_wire  # noqa: E402
@@ -76,15 +75,7 @@ class HostFleet:
         for name, address in HOSTS.items():
             lines += ["        %s:" % name, "          ansible_host: %s" % address,
                       "          docker_host_bind_address: %s" % address]
-        lines += ["    knarr_nodes:", "      vars:", "        ansible_connection: local",
-                  "        ansible_python_interpreter: \"{{ ansible_playbook_python }}\"", "      hosts:"]
-        for label, hv in nodes.items():
-            lines.append("        host-%s:" % label)
-            lines.append("          knarr_node_label: %s" % json.dumps(label))
-            for k, v in hv.items():
-                lines.append("          %s: %s" % (k, json.dumps(v)))
-        if not nodes:
-            lines[-1] = "      hosts: {}"
+        lines += node_group_lines(nodes)
         with open(os.path.join(self.inventory, "hosts.yml"), "w") as fh:
             fh.write("\n".join(lines) + "\n")
 
@@ -94,21 +85,19 @@ class HostFleet:
         TIMINGS.setdefault(name or playbook, []).append(round(time.monotonic() - started, 1))
         return result
 
-    def rows(self):
+    def _table(self, table, key):
         db = sqlite3.connect(self.registry)
         try:
             db.row_factory = sqlite3.Row
-            return {r["label"]: dict(r) for r in db.execute("SELECT * FROM nodes")}
+            return {r[key]: dict(r) for r in db.execute("SELECT * FROM %s" % table)}
         finally:
             db.close()
 
+    def rows(self):
+        return self._table("nodes", "label")
+
     def hosts(self):
-        db = sqlite3.connect(self.registry)
-        try:
-            db.row_factory = sqlite3.Row
-            return {r["name"]: dict(r) for r in db.execute("SELECT * FROM hosts")}
-        finally:
-            db.close()
+        return self._table("hosts", "name")
 
 
 def on_host(name, *argv, stdin=None):

@@ -20,7 +20,6 @@ import sys
 import textwrap
 import time
 import urllib.request
-import uuid
 
 import pytest
 import yaml
@@ -475,24 +474,10 @@ def test_check_mode_creates_nothing(env):
 # --------------------------------------------------------------------------- PostgreSQL
 
 @pytest.fixture
-def pg_registry(tmp_path):
-    """A PostgreSQL registry of this test: a schema of its own on the private cluster of scripts/ensure-postgres
-    (dropped afterwards); its key in a file of the test's."""
-    psycopg = pytest.importorskip("psycopg")
-    if not os.environ.get("FENRIR_TEST_PG_DSN"):
-        out = subprocess.run([os.path.join(ROOT, "scripts", "ensure-postgres")], check=True, capture_output=True,
-                             text=True, timeout=900).stdout
-        for line in out.splitlines():
-            if line.startswith("export ") and "=" in line:
-                name, value = line[len("export "):].split("=", 1)
-                os.environ[name] = value
-    server = os.environ["FENRIR_TEST_PG_DSN"]
-    schema = "ttest_%s" % uuid.uuid4().hex[:8]
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA %s" % schema)
-    yield "%s?options=-csearch_path%%3D%s" % (server, schema), str(tmp_path / "fleet.key")
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA %s CASCADE" % schema)
+def pg_registry(tmp_path, pg_location):
+    """A PostgreSQL registry of this test (a schema of its own in the run's database, tests/conftest.py); its key
+    in a file of the test's."""
+    return pg_location, str(tmp_path / "fleet.key")
 
 
 def test_tenants_on_a_postgresql_registry(tmp_path, images, pg_registry):

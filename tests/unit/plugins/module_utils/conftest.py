@@ -3,8 +3,8 @@
 ``loc`` is a registry location, once a SQLite file and once a PostgreSQL schema of its own in the test run's
 database on the private cluster of ``scripts/ensure-postgres`` (started when ``FENRIR_TEST_PG_DSN`` is not set;
 ``FENRIR_SKIP_POSTGRES=1`` skips the PostgreSQL half).  A PostgreSQL registry keeps no key beside it: the test's
-key file is given through ``FENRIR_REGISTRY_KEY_FILE``.  ``pg_dsn`` and ``pg_loc`` are in tests/unit/plugins/conftest.py
-(the module tests use them too).
+key file is given through ``FENRIR_REGISTRY_KEY_FILE``.  ``pg_loc`` is in tests/unit/plugins/conftest.py
+(the module tests use it too).
 """
 
 import pytest

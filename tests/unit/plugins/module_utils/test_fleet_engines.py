@@ -211,7 +211,7 @@ def test_images_are_copied_only_where_the_id_lacks_and_a_refusing_host_fails_alo
             "has": ImageApi({"knarr-cluster-node:latest": "sha256:src"}),
             "old": ImageApi({"knarr-cluster-node:latest": "sha256:older"}),
             "full": ImageApi(refuse="no space left on device")}
-    monkeypatch.setattr(knarr_image, "connect", lambda params, engine: Client(apis[engine["name"]]))
+    monkeypatch.setattr(fleet_hosts, "connect", lambda params, engine: Client(apis[engine["name"]]))
     monkeypatch.setattr(knarr_image, "make_client", lambda params: Client(apis["local"]))
     params = dict(images={"knarr-cluster-node:latest": ["a"]}, source="engine", archive=None, failed_engines={},
                   engines=[dict(name="local"), dict(name="has", docker_host="x"), dict(name="old", docker_host="y"),
@@ -237,7 +237,7 @@ def test_images_from_an_archive(tmp_path, monkeypatch):
         api.images["knarr-cluster-node:latest"] = image_id
         return iter([{"stream": "Loaded"}])
     api.load_image = load
-    monkeypatch.setattr(knarr_image, "connect", lambda params, engine: Client(api))
+    monkeypatch.setattr(fleet_hosts, "connect", lambda params, engine: Client(api))
     result = knarr_image.run(dict(images={"knarr-cluster-node:latest": ["a"]}, source="archive", archive=path,
                                   failed_engines={}, engines=[dict(name="h1", docker_host="x")]))
     with open(path, "rb") as fh:
