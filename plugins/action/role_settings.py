@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""fenrir.fleet.role_settings: a role's variables as Ansible resolved them for this host, in one fact.
+"""fenrir.fleet.role_settings: a role's variables as Ansible resolved them for this host, in one result.
 
 The contract (options, what is returned) is the documentation in plugins/modules/role_settings.py. The variables
 are the task's own: Ansible computed them for this host and task (role defaults, inventory, play and role
@@ -15,7 +15,6 @@ from ansible.plugins.action import ActionBase
 ARGUMENT_SPEC = dict(
     prefix=dict(type="str", required=True),
     exclude=dict(type="list", elements="str", default=[]),
-    fact=dict(type="str", required=True),
 )
 
 
@@ -46,5 +45,7 @@ class ActionModule(ActionBase):
         if not args["prefix"]:
             raise AnsibleError("option prefix: must not be empty (it selects the role's variables)")
         settings = gather(task_vars or {}, args["prefix"], set(args["exclude"]), self._templar.template)
-        result.update(changed=False, ansible_facts={args["fact"]: settings})
+        # A result to register, not ansible_facts: the facts of any action but set_fact go into the fact cache (on
+        # disk with fact caching, as AWX runs jobs), and these hold node identities.
+        result.update(changed=False, settings=settings)
         return result
