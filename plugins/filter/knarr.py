@@ -12,6 +12,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.identity import node_
 from ansible_collections.fenrir.fleet.plugins.module_utils.knarr_config import build_config, parse_payload, render_toml
 from ansible_collections.fenrir.fleet.plugins.module_utils.naming import validate_label
 from ansible_collections.fenrir.fleet.plugins.module_utils.node_spec import NODE_OPTIONS, normalize_node
+from ansible_collections.fenrir.fleet.plugins.plugin_utils.plan_errors import plan_or_error
 
 PREFIX = "knarr_node_"
 # Role variables that are not node settings: who and whether (per host), and the role's output.
@@ -66,7 +67,7 @@ def _check_types(host, label, values, options):
             _fail(host, name, checked.error_messages[0], label)
 
 
-def knarr_node_plan(settings, hosts, remove_all=False, options=None):
+def knarr_node_plan(settings, hosts, remove_all=False, options=None, errors="fail"):
     """Every host's settings (its ``knarr_node_*`` variables as Ansible resolved them for that host, without
     the prefix) into one plan: ``present`` (each node's settings for fenrir.fleet.knarr_container),
     ``registry`` (what fenrir.fleet.fleet_registry reserves for them, identities included), ``placement`` (what
@@ -76,9 +77,12 @@ def knarr_node_plan(settings, hosts, remove_all=False, options=None):
     With ``remove_all`` every host is decommissioned, whatever its knarr_node_state. ``options`` (the role's
     argument spec, ``meta/argument_specs.yml``) checks every host's variables in one go, as Ansible's own role
     argument validation would host by host. Fails naming the host, the variable and what is wrong; an identity is
-    never shown.
+    never shown. With ``errors='return'`` the failure is returned as ``{"error": message}`` (see plan_errors).
     """
-    settings, hosts = list(settings), list(hosts)
+    return plan_or_error(_node_plan, errors, list(settings), list(hosts), remove_all, options)
+
+
+def _node_plan(settings, hosts, remove_all, options):
     if len(settings) != len(hosts):
         raise AnsibleFilterError("knarr_node_plan: %d settings for %d hosts" % (len(settings), len(hosts)))
     plan = dict(present=[], registry=[], placement=[], absent=[], images={}, hosts={})

@@ -15,6 +15,7 @@ from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import 
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import SpecError
 from ansible_collections.fenrir.fleet.plugins.module_utils.tenant_spec import (
     normalize_tenant, normalize_tenants, tenant_id_of)
+from ansible_collections.fenrir.fleet.plugins.plugin_utils.plan_errors import plan_or_error
 
 PREFIX = "tenants_"
 STATES = ("present", "absent")
@@ -71,7 +72,7 @@ def _docker(value, where):
     return {k: v for k, v in sorted(value.items()) if v not in (None, "")}
 
 
-def tenant_plan(settings, hosts, groups=None):
+def tenant_plan(settings, hosts, groups=None, errors="fail"):
     """Every host's tenant settings (its ``tenants_*`` variables as Ansible resolved them for that host, without
     the prefix, in the order of ``hosts``) into one plan for the play.
 
@@ -85,9 +86,13 @@ def tenant_plan(settings, hosts, groups=None):
     first-seen order), docker: the play's connection options, tenants: how many, play: the play settings that
     are set (tenants_list aside)}``. Fails naming the tenant,
     the field, the host and the variable when a spec is bad, a tenant id is given twice, two tenants on one
-    engine publish the same host port; naming the variable and the hosts when a play setting differs.
+    engine publish the same host port; naming the variable and the hosts when a play setting differs. With
+    ``errors='return'`` the failure is returned as ``{"error": message}`` (see plan_errors).
     """
-    settings, hosts = list(settings), list(hosts)
+    return plan_or_error(_tenant_plan, errors, list(settings), list(hosts), groups)
+
+
+def _tenant_plan(settings, hosts, groups):
     if len(settings) != len(hosts):
         raise AnsibleFilterError("tenant_plan: %d settings for %d hosts" % (len(settings), len(hosts)))
     by_host = dict(zip(hosts, settings))

@@ -156,3 +156,18 @@ def test_a_given_identity_of_the_wrong_type_is_refused_without_showing_it():
     with pytest.raises(AnsibleFilterError) as err:
         f.knarr_node_plan([dict(FLEET, label="a", db_b64=secret)], ["a"], False, role_options())
     assert "field 'node_db_b64'" in str(err.value) and "ZXhhbXBsZS1zZWNyZXQ=" not in str(err.value)
+
+
+def test_errors_return_gives_the_failure_as_data_and_a_good_plan_unchanged():
+    """The role computes the plan in a no_log task: the message comes back as data, for the assert that shows it."""
+    secret = b64(new_seed())
+    settings = [dict(FLEET, label="a", db_b64=secret), dict(FLEET, label="a")]
+    with pytest.raises(AnsibleFilterError) as err:
+        f.knarr_node_plan(settings, ["a", "b"])
+    got = f.knarr_node_plan(settings, ["a", "b"], errors="return")
+    assert got == {"error": err.value.message} and "share knarr_node_label a" in got["error"]
+    assert secret not in got["error"]
+    good = [dict(FLEET, label="a", db_b64=secret), dict(FLEET, label="b")]
+    assert f.knarr_node_plan(good, ["a", "b"], errors="return") == f.knarr_node_plan(good, ["a", "b"])
+    with pytest.raises(AnsibleFilterError, match="errors: 'ignore' is not one of fail, return"):
+        f.knarr_node_plan(good, ["a", "b"], errors="ignore")

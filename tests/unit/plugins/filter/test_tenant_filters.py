@@ -131,3 +131,15 @@ def test_rows_table_and_failures():
     assert table[-1] == "3 tenant(s): 1 destroyed, 1 failed, 1 running"
     assert f.tenant_failures(result) == ["1 of 2 tenant(s) failed: b", "refused, nothing changed: tenant 'c', field 'x': y"]
     assert f.tenant_table([])[-1] == "0 tenant(s): none"
+
+
+def test_errors_return_gives_the_failure_as_data_and_a_good_plan_unchanged():
+    by_host = {"acme": dict(ROLE_DEFAULTS, spec=tenant(8080)), "beta": dict(ROLE_DEFAULTS, spec=tenant(8080))}
+    groups = {"tenants": list(by_host)}
+    with pytest.raises(AnsibleFilterError) as err:
+        f.tenant_plan(list(by_host.values()), list(by_host), groups)
+    got = f.tenant_plan(list(by_host.values()), list(by_host), groups, errors="return")
+    assert got == {"error": err.value.message} and "8080" in got["error"]
+    by_host["beta"]["spec"] = tenant(8081)
+    assert (f.tenant_plan(list(by_host.values()), list(by_host), groups, errors="return")
+            == f.tenant_plan(list(by_host.values()), list(by_host), groups))
