@@ -78,7 +78,9 @@ PLAYBOOK = """
 def run(tmp_path, hosts):
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(hosts))
     (tmp_path / "play.yml").write_text(textwrap.dedent(PLAYBOOK))
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    # Results as JSON: one line per message, as every ansible-core version prints it (YAML folds long lines).
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_CALLBACK_RESULT_FORMAT="json")
     return subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
                            str(tmp_path / "play.yml"), "-e", "out=%s" % tmp_path, "-e", "tenants_start_settle=0.5"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
