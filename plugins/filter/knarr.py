@@ -138,12 +138,12 @@ def _node_plan(settings, hosts, remove_all, options):
 
 
 def knarr_node_outcomes(results):
-    """label -> {result, changed, failed, reason} from the module results of a run (decommission, containers):
-    what each host reports for its node."""
+    """label -> {label, result, changed, failed, reason} from the module results of a run (decommission,
+    containers): what each host reports for its node (fenrir.fleet.node_outcome)."""
     outcomes = {}
     for result in results:
         for node in (result or {}).get("nodes") or []:
-            outcomes[node["label"]] = dict(result=node["result"], changed=bool(node.get("changed")),
+            outcomes[node["label"]] = dict(label=node["label"], result=node["result"], changed=bool(node.get("changed")),
                                            failed=bool(node.get("failed")), reason=node.get("reason"))
     return outcomes
 

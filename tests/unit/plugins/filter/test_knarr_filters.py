@@ -97,8 +97,8 @@ def test_outcomes_map_each_label_to_its_result():
     removed = dict(nodes=[dict(label="old", result=dict(status="ok"), changed=True, failed=False, reason=None)])
     started = dict(nodes=[dict(label="a", result=dict(status="error"), changed=True, failed=True, reason="boom")])
     assert f.knarr_node_outcomes([removed, started, {}]) == {
-        "old": dict(result=dict(status="ok"), changed=True, failed=False, reason=None),
-        "a": dict(result=dict(status="error"), changed=True, failed=True, reason="boom")}
+        "old": dict(label="old", result=dict(status="ok"), changed=True, failed=False, reason=None),
+        "a": dict(label="a", result=dict(status="error"), changed=True, failed=True, reason="boom")}
 
 
 # --------------------------------------------------------------------------- survey_bool
