@@ -8,7 +8,8 @@ The contract (options, what is returned) is the documentation in plugins/modules
 from __future__ import annotations
 
 from ansible.errors import AnsibleError
-from ansible.plugins.action import ActionBase
+
+from ansible_collections.fenrir.fleet.plugins.plugin_utils.controller_action import ControllerAction
 
 ARGUMENT_SPEC = dict(
     outcome=dict(type="dict"),
@@ -35,14 +36,8 @@ def report(outcome):
     return result
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
-    _supports_check_mode = True
-    _supports_async = False
+class ActionModule(ControllerAction):
+    ARGUMENT_SPEC = ARGUMENT_SPEC
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
-        result.update(report(args["outcome"]))
-        return result
+    def act(self, args, task_vars):
+        return report(args["outcome"])

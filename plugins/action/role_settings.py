@@ -10,7 +10,8 @@ variables, role parameters, extra vars, in its order of precedence); each is ren
 from __future__ import annotations
 
 from ansible.errors import AnsibleError
-from ansible.plugins.action import ActionBase
+
+from ansible_collections.fenrir.fleet.plugins.plugin_utils.controller_action import ControllerAction
 
 ARGUMENT_SPEC = dict(
     prefix=dict(type="str", required=True),
@@ -33,19 +34,13 @@ def gather(variables, prefix, exclude, render):
     return settings
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
-    _supports_check_mode = True
-    _supports_async = False
+class ActionModule(ControllerAction):
+    ARGUMENT_SPEC = ARGUMENT_SPEC
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
+    def act(self, args, task_vars):
         if not args["prefix"]:
             raise AnsibleError("option prefix: must not be empty (it selects the role's variables)")
-        settings = gather(task_vars or {}, args["prefix"], set(args["exclude"]), self._templar.template)
+        settings = gather(task_vars, args["prefix"], set(args["exclude"]), self._templar.template)
         # A result to register, not ansible_facts: the facts of any action but set_fact go into the fact cache (on
         # disk with fact caching, as AWX runs jobs), and these hold node identities.
-        result.update(changed=False, settings=settings)
-        return result
+        return dict(changed=False, settings=settings)
