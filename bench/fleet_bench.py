@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import benchenv  # noqa: E402  (bench/, beside this script)
+from proctree import TreeSampler  # noqa: E402  (bench/, beside this script)
 
 REPO = benchenv.use_project_venv(__file__)
 
@@ -95,60 +96,6 @@ def log(msg):
 
 def _on_sigterm(signum, frame):
     raise KeyboardInterrupt("SIGTERM")
-
-
-# --------------------------------------------------------------------------- controller memory
-
-def _proc_children():
-    """{ppid: [pid, ...]} of every process now."""
-    tree = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry, "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        rest = stat[stat.rfind(b")") + 2:].split()
-        tree.setdefault(int(rest[1]), []).append(int(entry))
-    return tree
-
-
-def _kib(path, key):
-    try:
-        with open(path, "rb") as fh:
-            for line in fh:
-                if line.startswith(key):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-class TreeSampler(threading.Thread):
-    """Samples the summed RSS and PSS of a process tree at 10 Hz; keeps the peaks (KiB)."""
-
-    def __init__(self, root_pid):
-        super().__init__(daemon=True)
-        self.root = root_pid
-        self.peak_rss = self.peak_pss = self.peak_procs = 0
-        self.done = threading.Event()
-
-    def run(self):
-        while not self.done.is_set():
-            tree = _proc_children()
-            pids, todo = [], [self.root]
-            while todo:
-                pid = todo.pop()
-                pids.append(pid)
-                todo.extend(tree.get(pid, ()))
-            rss = sum(_kib("/proc/%d/status" % p, b"VmRSS:") for p in pids)
-            pss = sum(_kib("/proc/%d/smaps_rollup" % p, b"Pss:") for p in pids)
-            self.peak_rss = max(self.peak_rss, rss)
-            self.peak_pss = max(self.peak_pss, pss)
-            self.peak_procs = max(self.peak_procs, len(pids))
-            self.done.wait(0.1)
 
 
 def run_measured(cmd, log_path, env=None, cwd=REPO):
