@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The Docker connection options shared by every fenrir.fleet module that talks to an engine
-(plugins/module_utils/docker_common.py defines them once)."""
+(plugins/module_utils/docker_options.py defines them once)."""
 
 from __future__ import annotations
 

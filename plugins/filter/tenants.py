@@ -11,7 +11,7 @@ import json
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.fenrir.fleet.plugins.module_utils import tenant as tenant_module
-from ansible_collections.fenrir.fleet.plugins.module_utils.docker_common import DOCKER_COMMON_ARGS
+from ansible_collections.fenrir.fleet.plugins.module_utils.docker_options import DOCKER_COMMON_ARGS
 from ansible_collections.fenrir.fleet.plugins.module_utils.errors import SpecError
 from ansible_collections.fenrir.fleet.plugins.module_utils.tenant_spec import (
     normalize_tenant, normalize_tenants, tenant_id_of)
